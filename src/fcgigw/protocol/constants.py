@@ -1,0 +1,88 @@
+"""FastCGI 1.0 wire constants (spec §8), named once for the whole package."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+#: §8: value of the version component of every record header.
+FCGI_VERSION_1 = 1
+#: §8: bytes in a record header; "future versions of the protocol will not reduce this number".
+HEADER_LEN = 8
+#: §3.3: contentData is "between 0 and 65535 bytes".
+MAX_CONTENT_LENGTH = 0xFFFF
+#: Largest multiple of eight that fits in one record, so full records need no padding (§3.3
+#: recommends records on eight-byte boundaries).
+MAX_ALIGNED_CONTENT_LENGTH = MAX_CONTENT_LENGTH & ~7
+#: §3.3: management records use the null request id.
+NULL_REQUEST_ID = 0
+#: §5.1: flags bit asking the application to keep the connection open after the request.
+FCGI_KEEP_CONN = 1
+#: §3.4: lengths above this are sent in the four-byte form.
+MAX_SHORT_PAIR_LENGTH = 0x7F
+#: §3.4: the four-byte form has 31 bits of length.
+MAX_PAIR_LENGTH = 0x7FFFFFFF
+
+
+class RecordType(IntEnum):
+    """§8: the type component of a record header."""
+
+    BEGIN_REQUEST = 1
+    ABORT_REQUEST = 2
+    END_REQUEST = 3
+    PARAMS = 4
+    STDIN = 5
+    STDOUT = 6
+    STDERR = 7
+    DATA = 8
+    GET_VALUES = 9
+    GET_VALUES_RESULT = 10
+    UNKNOWN_TYPE = 11
+
+
+class Role(IntEnum):
+    """§5.1 and §6: the role the web server asks the application to play."""
+
+    RESPONDER = 1
+    AUTHORIZER = 2
+    FILTER = 3
+
+
+class ProtocolStatus(IntEnum):
+    """§5.5: protocolStatus of an END_REQUEST record."""
+
+    REQUEST_COMPLETE = 0
+    CANT_MPX_CONN = 1
+    OVERLOADED = 2
+    UNKNOWN_ROLE = 3
+
+
+#: §4.1: the variable names defined for GET_VALUES / GET_VALUES_RESULT.
+FCGI_MAX_CONNS = b"FCGI_MAX_CONNS"
+FCGI_MAX_REQS = b"FCGI_MAX_REQS"
+FCGI_MPXS_CONNS = b"FCGI_MPXS_CONNS"
+
+#: Appendix A: record types only a web server sends (what an application may receive).
+WEB_SERVER_TYPES = frozenset(
+    {
+        RecordType.BEGIN_REQUEST,
+        RecordType.ABORT_REQUEST,
+        RecordType.PARAMS,
+        RecordType.STDIN,
+        RecordType.DATA,
+        RecordType.GET_VALUES,
+    }
+)
+#: Appendix A: record types only an application sends (what a web server may receive).
+APPLICATION_TYPES = frozenset(
+    {
+        RecordType.END_REQUEST,
+        RecordType.STDOUT,
+        RecordType.STDERR,
+        RecordType.GET_VALUES_RESULT,
+        RecordType.UNKNOWN_TYPE,
+    }
+)
+#: Appendix A: management record types, which carry the null request id.
+MANAGEMENT_TYPES = frozenset(
+    {RecordType.GET_VALUES, RecordType.GET_VALUES_RESULT, RecordType.UNKNOWN_TYPE}
+)

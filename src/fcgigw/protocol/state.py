@@ -1,0 +1,64 @@
+"""Per-request input state, as a table (h11's _state.py): a record not in the table is an error.
+
+Role differences are rows, not branches: an Authorizer gets no STDIN body (§6.3; Apache sends no
+STDIN record at all, lighttpd only the empty one), a Filter gets DATA after STDIN (§6.4).
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from .constants import RecordType, Role
+
+
+class InputState(Enum):
+    """Which input stream a request is waiting for."""
+
+    PARAMS = "PARAMS"
+    STDIN = "STDIN"
+    DATA = "DATA"
+    INPUT_DONE = "INPUT_DONE"
+    ABORTED = "ABORTED"
+
+
+class Action(Enum):
+    """What to do with a record that the table allows."""
+
+    PARAMS = "params"
+    INPUT = "input"
+    DISCARD = "discard"
+    ABORT = "abort"
+
+
+_RECEIVING = (InputState.PARAMS, InputState.STDIN, InputState.DATA, InputState.INPUT_DONE)
+_REQUEST_INPUT = (RecordType.PARAMS, RecordType.STDIN, RecordType.DATA)
+
+
+def _build_transitions() -> dict[tuple[Role, InputState, int], Action]:
+    table: dict[tuple[Role, InputState, int], Action] = {}
+    for role in Role:
+        table[role, InputState.PARAMS, RecordType.PARAMS] = Action.PARAMS
+        for state in _RECEIVING:
+            table[role, state, RecordType.ABORT_REQUEST] = Action.ABORT
+        # §5.4: once aborted, the app only owes END_REQUEST; later input is moot.
+        for record_type in (*_REQUEST_INPUT, RecordType.ABORT_REQUEST):
+            table[role, InputState.ABORTED, record_type] = Action.DISCARD
+    table[Role.RESPONDER, InputState.STDIN, RecordType.STDIN] = Action.INPUT
+    table[Role.FILTER, InputState.STDIN, RecordType.STDIN] = Action.INPUT
+    table[Role.FILTER, InputState.DATA, RecordType.DATA] = Action.INPUT
+    # §6.3: an Authorizer's input ends with PARAMS; lighttpd still sends an empty STDIN.
+    table[Role.AUTHORIZER, InputState.INPUT_DONE, RecordType.STDIN] = Action.DISCARD
+    return table
+
+
+TRANSITIONS = _build_transitions()
+
+#: The state after an input stream's empty record, per role (§6.2-§6.4).
+NEXT_STATE: dict[tuple[Role, int], InputState] = {
+    (Role.RESPONDER, RecordType.PARAMS): InputState.STDIN,
+    (Role.RESPONDER, RecordType.STDIN): InputState.INPUT_DONE,
+    (Role.AUTHORIZER, RecordType.PARAMS): InputState.INPUT_DONE,
+    (Role.FILTER, RecordType.PARAMS): InputState.STDIN,
+    (Role.FILTER, RecordType.STDIN): InputState.DATA,
+    (Role.FILTER, RecordType.DATA): InputState.INPUT_DONE,
+}
