@@ -47,16 +47,17 @@ class RecordBuffer:
         start = self._position
         available = len(self._buffer) - start
         if available < HEADER_LEN:
-            return self._incomplete(available)
+            self._check_not_truncated(available)
+            return None
         header = parse_header(self._buffer, start)
         if available < header.record_length:
-            return self._incomplete(available)
+            self._check_not_truncated(available)
+            return None
         content_start = start + HEADER_LEN
         content = bytes(self._buffer[content_start : content_start + header.content_length])
         self._position = start + header.record_length
         return header.type, header.request_id, content
 
-    def _incomplete(self, available: int) -> None:
+    def _check_not_truncated(self, available: int) -> None:
         if self._eof and available:
             raise RemoteProtocolError(f"connection closed inside a record ({available} bytes)")
-        return None
