@@ -5,8 +5,8 @@ same events, so each end of the wire is exercised by the same code.
 """
 
 from .client_connection import ClientConnection
-from .constants import ProtocolStatus, RecordType, Role
 from .connection import ServerConnection
+from .constants import ProtocolStatus, RecordType, Role
 from .errors import LocalProtocolError, ProtocolError, RemoteProtocolError
 from .events import (
     NEED_DATA,
