@@ -1,0 +1,49 @@
+"""Find the application named on the command line, and tell WSGI from ASGI."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+import sys
+from typing import Any
+
+
+class AppLoadError(Exception):
+    """The application could not be imported; the message is one line for the operator."""
+
+
+def import_app(spec: str, *, factory: bool = False) -> Any:
+    """Import ``module:attribute`` (attribute may be dotted), with the cwd on sys.path."""
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise AppLoadError(f"APP must look like module:attribute, got {spec!r}")
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        # Like gunicorn and uvicorn: the app next to where you run the command is found.
+        sys.path.insert(0, cwd)
+    try:
+        target: Any = importlib.import_module(module_name)
+    except ImportError as error:
+        if error.name and module_name.startswith(error.name):
+            raise AppLoadError(f"cannot import module {module_name!r}: {error}") from error
+        raise
+    for part in attribute.split("."):
+        try:
+            target = getattr(target, part)
+        except AttributeError:
+            raise AppLoadError(f"module {module_name!r} has no attribute {attribute!r}") from None
+    if factory:
+        target = target()
+    if not callable(target):
+        raise AppLoadError(f"{spec} is not callable (a {type(target).__name__})")
+    return target
+
+
+def detect_interface(app: Any) -> str:
+    """"asgi" for an ``async def app(scope, receive, send)`` (or a class with an async
+    ``__call__``), else "wsgi"."""
+    call = app if inspect.isfunction(app) or inspect.ismethod(app) else getattr(app, "__call__", app)  # noqa: B004
+    if inspect.iscoroutinefunction(call):
+        return "asgi"
+    return "wsgi"

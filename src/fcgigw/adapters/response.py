@@ -1,0 +1,149 @@
+"""The response writer WSGI and ASGI share: status and header checks, the CGI header block,
+Content-Length accounting, HEAD bodies, and when the headers go out.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+from .channel import RequestChannel
+
+logger = logging.getLogger("fcgigw.response")
+
+# RFC 9110 §5.6.2 token characters: what a header name may contain.
+_TOKEN_CHARS = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_FORBIDDEN_VALUE_BYTES = frozenset(b"\r\n\x00")
+
+
+class InvalidResponse(ValueError):
+    """The application produced a response that cannot be sent safely (a bug in the app)."""
+
+
+def check_status(status: bytes) -> int:
+    """Return the code of a ``b"200 OK"`` status line, refusing anything that could inject."""
+    code = status[:3]
+    if len(status) < 3 or not code.isdigit() or (len(status) > 3 and status[3:4] != b" "):
+        raise InvalidResponse(f"malformed status {status!r}: want '200 OK'")
+    if _FORBIDDEN_VALUE_BYTES.intersection(status):
+        raise InvalidResponse(f"status {status!r} contains CR, LF or NUL")
+    return int(code)
+
+
+def check_header(name: bytes, value: bytes) -> None:
+    """Refuse header names that are not tokens and values with CR/LF/NUL (header injection)."""
+    if not name or not _TOKEN_CHARS.issuperset(name):
+        raise InvalidResponse(f"invalid header name {name!r}")
+    if _FORBIDDEN_VALUE_BYTES.intersection(value):
+        raise InvalidResponse(f"header {name!r} value contains CR, LF or NUL")
+
+
+def header_block(status: bytes, headers: Iterable[tuple[bytes, bytes]]) -> bytes:
+    """The CGI response header block. Always with an explicit ``Status:`` line: servers disagree
+    on the defaults for a Location-only response (web-servers.md §3, §6.7)."""
+    lines = [b"Status: " + status]
+    lines += [name + b": " + value for name, value in headers]
+    lines.append(b"\r\n")
+    return b"\r\n".join(lines)
+
+
+class ResponseWriter:
+    """Sends one response on a channel; the headers go with the first body bytes (PEP 3333)."""
+
+    __slots__ = (
+        "_channel",
+        "_declared_length",
+        "_head",
+        "_pending_headers",
+        "_sent_length",
+        "headers_sent",
+        "status_code",
+    )
+
+    def __init__(self, channel: RequestChannel, *, head_request: bool = False) -> None:
+        self._channel = channel
+        self._head = head_request
+        self._pending_headers = b""
+        self._declared_length: int | None = None
+        self._sent_length = 0
+        self.headers_sent = False
+        self.status_code = 0
+
+    def start(self, status: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+        """Validate and hold the header block until the first body bytes (or the end)."""
+        if self.headers_sent:
+            raise InvalidResponse("response headers were already sent")
+        code = check_status(status)
+        declared: int | None = None
+        for name, value in headers:
+            check_header(name, value)
+            if name.lower() == b"content-length":
+                declared = _parse_length(value)
+        self.status_code = code
+        self._declared_length = declared
+        self._pending_headers = header_block(status, headers)
+
+    @property
+    def started(self) -> bool:
+        """True once start() has been called (the headers may still be held)."""
+        return bool(self._pending_headers) or self.headers_sent
+
+    def write(self, data: bytes) -> None:
+        """Send body bytes now (with the held headers the first time)."""
+        if not self.started:
+            raise InvalidResponse("body sent before the response was started")
+        if data:
+            self._channel.send_stdout(self._take_output(data))
+
+    def finish(self, app_status: int = 0, last_data: bytes = b"") -> None:
+        """Send what is left and END_REQUEST, in one write when it fits."""
+        output = self._take_output(last_data) if self.started else b""
+        if self._declared_length is not None and self._sent_length < self._declared_length:
+            logger.error(
+                "request %d: response shorter than its Content-Length (%d of %d bytes)",
+                self._channel.request_id,
+                self._sent_length,
+                self._declared_length,
+            )
+            app_status = app_status or 1
+        self._channel.finish(app_status, output)
+
+    def _take_output(self, data: bytes) -> bytes:
+        data = self._account(data)
+        if self.headers_sent:
+            return data
+        self.headers_sent = True
+        headers, self._pending_headers = self._pending_headers, b""
+        return headers + data if data else headers
+
+    def _account(self, data: bytes) -> bytes:
+        if self._head:
+            # HEAD arrives as HEAD from every server and they strip the body anyway
+            # (web-servers.md §3); don't spend the bandwidth.
+            return b""
+        declared = self._declared_length
+        if declared is not None and self._sent_length + len(data) > declared:
+            logger.error(
+                "request %d: response body longer than its Content-Length %d; truncated",
+                self._channel.request_id,
+                declared,
+            )
+            data = data[: declared - self._sent_length]
+        self._sent_length += len(data)
+        return data
+
+
+def _parse_length(value: bytes) -> int:
+    if not value.strip().isdigit():
+        raise InvalidResponse(f"invalid Content-Length {value!r}")
+    return int(value)
+
+
+def error_response(code: int, reason: str, message: str) -> tuple[bytes, list[tuple[bytes, bytes]], bytes]:
+    """A small plain-text error response (status line, headers, body) sent by fcgigw itself."""
+    body = f"{code} {reason}\n\n{message}\n".encode()
+    headers = [
+        (b"Content-Type", b"text/plain; charset=utf-8"),
+        (b"Content-Length", str(len(body)).encode()),
+    ]
+    return f"{code} {reason}".encode(), headers, body

@@ -1,0 +1,136 @@
+"""File-like wsgi.input over STDIN, wsgi.errors over FCGI_STDERR, and wsgi.file_wrapper."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import IO, Any
+
+from .channel import RequestChannel
+
+#: Bytes asked of the channel per read when the app reads "everything" or a line.
+READ_CHUNK_BYTES = 64 * 1024
+
+
+class InputStream:
+    """wsgi.input: STDIN as it arrives, ending at STDIN's empty record, not at CONTENT_LENGTH
+    (which may be absent, "" or "-1": web-servers.md §6.2), hence wsgi.input_terminated."""
+
+    __slots__ = ("_buffer", "_channel", "_ended")
+
+    def __init__(self, channel: RequestChannel) -> None:
+        self._channel = channel
+        self._buffer = b""
+        self._ended = False
+
+    def _fill(self) -> bool:
+        """Append one chunk to the buffer; False at the end of STDIN."""
+        if self._ended:
+            return False
+        chunk = self._channel.read_input(READ_CHUNK_BYTES)
+        if not chunk:
+            self._ended = True
+            return False
+        self._buffer += chunk
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        """Read ``size`` bytes (fewer only at the end), or everything when size is -1/None."""
+        if size is None or size < 0:
+            while self._fill():
+                pass
+        else:
+            while len(self._buffer) < size and self._fill():
+                pass
+        return self._take(len(self._buffer) if size is None or size < 0 else size)
+
+    def read1(self, size: int = -1) -> bytes:
+        """Whatever is buffered or the next chunk, without waiting for ``size`` bytes."""
+        if not self._buffer:
+            self._fill()
+        return self._take(len(self._buffer) if size < 0 else size)
+
+    def readline(self, size: int | None = -1) -> bytes:
+        """One line including its b"\\n" (at most ``size`` bytes)."""
+        limit = -1 if size is None else size
+        start = 0
+        while True:
+            newline = self._buffer.find(b"\n", start)
+            if newline >= 0:
+                end = newline + 1
+                break
+            if 0 <= limit <= len(self._buffer):
+                end = limit
+                break
+            start = len(self._buffer)
+            if not self._fill():
+                end = len(self._buffer)
+                break
+        return self._take(end if limit < 0 else min(end, limit))
+
+    def readlines(self, hint: int = -1) -> list[bytes]:
+        """Lines until the end (or until ``hint`` bytes have been read)."""
+        lines: list[bytes] = []
+        total = 0
+        for line in self:
+            lines.append(line)
+            total += len(line)
+            if 0 < hint <= total:
+                break
+        return lines
+
+    def __iter__(self) -> Iterator[bytes]:
+        while line := self.readline():
+            yield line
+
+    def _take(self, size: int) -> bytes:
+        data, self._buffer = self._buffer[:size], self._buffer[size:]
+        return data
+
+    def drain(self) -> None:
+        """Read and drop the rest of STDIN (so END_REQUEST never races STDIN: web-servers §2)."""
+        self._buffer = b""
+        while self._fill():
+            self._buffer = b""
+
+
+class ErrorStream:
+    """wsgi.errors: text written here goes to the web server's error log as FCGI_STDERR."""
+
+    __slots__ = ("_channel",)
+
+    def __init__(self, channel: RequestChannel) -> None:
+        self._channel = channel
+
+    def write(self, text: str) -> int:
+        """Send ``text`` (UTF-8) on FCGI_STDERR; returns the characters written."""
+        if text:
+            self._channel.send_stderr(text.encode("utf-8", "backslashreplace"))
+        return len(text)
+
+    def writelines(self, lines: Iterable[str]) -> None:
+        """Write each line (PEP 3333)."""
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        """Nothing is buffered here; present because PEP 3333 requires it."""
+
+
+class FileWrapper:
+    """wsgi.file_wrapper: iterate a file in blocks; closing the response closes the file."""
+
+    __slots__ = ("_block_size", "_file")
+
+    def __init__(self, file: IO[bytes], block_size: int = READ_CHUNK_BYTES) -> None:
+        self._file = file
+        self._block_size = block_size
+
+    def __iter__(self) -> Iterator[bytes]:
+        while block := self._file.read(self._block_size):
+            yield block
+
+    def close(self) -> None:
+        """PEP 3333: the server calls close(), which must close the wrapped file."""
+        close: Any = getattr(self._file, "close", None)
+        if close is not None:
+            close()

@@ -1,0 +1,145 @@
+"""Run a PEP 3333 application for one FastCGI request.
+
+The environ comes from the one params translator; the response goes through the shared
+ResponseWriter. An application error becomes a 500 (no traceback in the body) with the
+traceback logged and sent on FCGI_STDERR; the server keeps serving.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from collections.abc import Callable, Iterable
+from types import TracebackType
+from typing import Any
+
+from .channel import ClientDisconnected, RequestChannel
+from .params import wsgi_environ
+from .response import InvalidResponse, ResponseWriter, error_response
+from .streams import ErrorStream, FileWrapper, InputStream
+
+logger = logging.getLogger("fcgigw.wsgi")
+
+ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
+StartResponse = Callable[..., Callable[[bytes], None]]
+WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+#: appStatus (§5.5) when the application failed: what a CGI program's exit status would say.
+APP_STATUS_ERROR = 1
+
+
+def build_environ(channel: RequestChannel, root_path: str) -> dict[str, Any]:
+    """The full PEP 3333 environ for this request."""
+    environ = wsgi_environ(channel.params, root_path)
+    environ.update(
+        {
+            "wsgi.version": (1, 0),
+            "wsgi.input": InputStream(channel),
+            "wsgi.errors": ErrorStream(channel),
+            "wsgi.multithread": True,
+            "wsgi.multiprocess": True,
+            "wsgi.run_once": False,
+            "wsgi.input_terminated": True,
+            "wsgi.file_wrapper": FileWrapper,
+            "fcgi.params": channel.params,
+            "FCGI_ROLE": channel.role.name,
+        }
+    )
+    return environ
+
+
+class _StartResponse:
+    """start_response for one request (PEP 3333 rules on exc_info and repeated calls)."""
+
+    __slots__ = ("_writer",)
+
+    def __init__(self, writer: ResponseWriter) -> None:
+        self._writer = writer
+
+    def __call__(
+        self, status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None
+    ) -> Callable[[bytes], None]:
+        if exc_info is not None:
+            try:
+                if self._writer.headers_sent:
+                    # PEP 3333: too late to change the response; re-raise the app's error.
+                    raise exc_info[1].with_traceback(exc_info[2])
+            finally:
+                exc_info = None
+        elif self._writer.started:
+            raise InvalidResponse("start_response called twice without exc_info")
+        self._writer.start(_latin1(status), [(_latin1(n), _latin1(v)) for n, v in headers])
+        return self._writer.write
+
+
+def _latin1(text: str) -> bytes:
+    if type(text) is not str:
+        raise InvalidResponse(f"status and headers must be str, got {type(text).__name__}")
+    try:
+        return text.encode("latin-1")
+    except UnicodeEncodeError:
+        raise InvalidResponse(f"{text!r} is not latin-1 (PEP 3333)") from None
+
+
+def run_wsgi(app: WSGIApp, channel: RequestChannel, *, root_path: str = "") -> None:
+    """Call ``app`` for the request on ``channel`` and end the request, whatever happens."""
+    environ = build_environ(channel, root_path)
+    writer = ResponseWriter(channel, head_request=environ.get("REQUEST_METHOD") == "HEAD")
+    try:
+        last_chunk = _respond(app, environ, writer, channel)
+        if not writer.started:
+            raise InvalidResponse("the application returned without calling start_response")
+    except ClientDisconnected:
+        logger.info("request %d: the web server went away mid-response", channel.request_id)
+        channel.finish(APP_STATUS_ERROR)
+    except Exception as error:
+        _fail(channel, writer, error)
+    else:
+        writer.finish(0, last_chunk)
+
+
+def _respond(
+    app: WSGIApp, environ: dict[str, Any], writer: ResponseWriter, channel: RequestChannel
+) -> bytes:
+    """Run the app, stream its body, and return the chunk to send with END_REQUEST."""
+    result = app(environ, _StartResponse(writer))
+    try:
+        if isinstance(result, (list, tuple)) and len(result) <= 1:
+            # The common case: at most one chunk, which goes out with the headers and
+            # END_REQUEST in a single write.
+            return _checked(result[0]) if result else b""
+        for chunk in result:
+            if _checked(chunk):
+                writer.write(chunk)
+            if channel.aborted:
+                raise ClientDisconnected
+        return b""
+    finally:
+        close = getattr(result, "close", None)
+        if close is not None:
+            # PEP 3333: close() is called however the iteration ended.
+            close()
+
+
+def _checked(chunk: object) -> bytes:
+    if type(chunk) is not bytes:
+        raise InvalidResponse(f"response body items must be bytes, not {type(chunk).__name__}")
+    return chunk
+
+
+def _fail(channel: RequestChannel, writer: ResponseWriter, error: Exception) -> None:
+    """A 500 when the headers are not out yet, else a cut response; the traceback is logged
+    and sent to the web server's error log, never to the client."""
+    logger.error("request %d: application error", channel.request_id, exc_info=error)
+    text = "".join(traceback.format_exception(error))
+    try:
+        channel.send_stderr(text.encode("utf-8", "backslashreplace"))
+        if writer.headers_sent:
+            channel.finish(APP_STATUS_ERROR)
+            return
+        status, headers, body = error_response(500, "Internal Server Error", "The application failed.")
+        fallback = ResponseWriter(channel)
+        fallback.start(status, headers)
+        fallback.finish(APP_STATUS_ERROR, body)
+    except ClientDisconnected:
+        channel.finish(APP_STATUS_ERROR)

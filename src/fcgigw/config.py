@@ -1,0 +1,167 @@
+"""The one validated Config: CLI flags, FCGIGW_* variables and the README table come from it.
+
+Each field's metadata carries its help text; cli.py turns the fields into options, so a
+setting cannot exist in one place and not the other (a test keeps the README in step).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from .address import Address, parse_address
+from .protocol import ProtocolSettings, Role
+
+ROLE_NAMES = {role.name.lower(): role for role in Role}
+INTERFACES = ("auto", "wsgi", "asgi")
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+
+
+def _setting(help_text: str, *, default: Any) -> Any:
+    return field(default=default, metadata={"help": help_text})
+
+
+@dataclass(frozen=True)
+class Config:
+    """Every fcgigw setting, validated once; limits carry their unit in their name."""
+
+    app: str | None = field(
+        default=None,
+        metadata={"help": "module:attribute of the WSGI app; none serves the diagnostics page"},
+    )
+    bind: tuple[str, ...] = _setting(
+        "address to listen on: HOST:PORT, [IPV6]:PORT, unix:PATH or fd://N (repeatable)",
+        default=("127.0.0.1:9000",),
+    )
+    interface: str = _setting("application interface: auto, wsgi or asgi", default="auto")
+    factory: bool = _setting("APP names a callable returning the application", default=False)
+    threads: int = _setting(
+        "threads for WSGI requests; extra ones serve only while others wait on I/O", default=8
+    )
+    root_path: str = _setting(
+        "mount prefix moved from PATH_INFO to SCRIPT_NAME when the server cannot say it",
+        default="",
+    )
+    socket_mode: int = _setting(
+        "permissions of a Unix socket fcgigw creates, octal (php-fpm's listen.mode default)",
+        default=0o660,
+    )
+    allow_from: tuple[str, ...] = _setting(
+        "web server addresses or networks allowed to connect over TCP, comma-separated "
+        "(defaults to FCGI_WEB_SERVER_ADDRS, FastCGI §3.2)",
+        default=(),
+    )
+    roles: frozenset[Role] = _setting(
+        "FastCGI roles served: responder,authorizer,filter", default=frozenset(Role)
+    )
+    log_level: str = _setting("log level: critical, error, warning, info, debug", default="info")
+    access_log: bool = _setting("log one line per request", default=False)
+    max_params_bytes: int = _setting(
+        "bytes of one request's PARAMS (Apache allows ~800 KiB of headers)", default=1024 * 1024
+    )
+    max_params_count: int = _setting("params in one request", default=1000)
+    max_connections: int = _setting(
+        "connections served at once by this process (reported as FCGI_MAX_CONNS)", default=1000
+    )
+    max_concurrent_requests_per_connection: int = _setting(
+        "requests multiplexed on one connection before FCGI_OVERLOADED", default=100
+    )
+    multiplex_connections: bool = _setting(
+        "accept several requests at once on one connection (FCGI_MPXS_CONNS)", default=True
+    )
+    request_body_memory_bytes: int = _setting(
+        "request body bytes held in memory per request before spilling to a temporary file",
+        default=1024 * 1024,
+    )
+
+    def __post_init__(self) -> None:
+        if self.interface not in INTERFACES:
+            raise ValueError(f"interface must be one of {', '.join(INTERFACES)}")
+        if self.log_level not in LOG_LEVELS:
+            raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
+        if not self.bind:
+            raise ValueError("bind needs at least one address")
+        for name in (
+            "threads",
+            "max_params_bytes",
+            "max_params_count",
+            "max_connections",
+            "max_concurrent_requests_per_connection",
+            "request_body_memory_bytes",
+        ):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        if not 0 <= self.socket_mode <= 0o777:
+            raise ValueError("socket_mode must be an octal mode between 000 and 777")
+        if not self.roles:
+            raise ValueError("roles needs at least one role")
+        self.addresses  # parse now, so a bad --bind is reported before anything starts  # noqa: B018
+        if self.root_path and not self.root_path.startswith("/"):
+            raise ValueError("root_path must start with '/'")
+
+    @property
+    def addresses(self) -> tuple[Address, ...]:
+        """The parsed bind addresses."""
+        return tuple(parse_address(text, allow_fd=True) for text in self.bind)
+
+    def protocol_settings(self) -> ProtocolSettings:
+        """The protocol core's view of these settings (and the GET_VALUES answers, §4.1)."""
+        return ProtocolSettings(
+            max_params_bytes=self.max_params_bytes,
+            max_params_count=self.max_params_count,
+            max_concurrent_requests_per_connection=self.max_concurrent_requests_per_connection,
+            multiplex_connections=self.multiplex_connections,
+            roles=self.roles,
+            max_connections=self.max_connections,
+            max_requests=self.threads,
+        )
+
+
+def setting_fields() -> list[Any]:
+    """The Config fields, in order (for the CLI and the README table)."""
+    return list(fields(Config))
+
+
+def parse_value(name: str, text: str) -> Any:
+    """Turn the text of an option or FCGIGW_* variable into the field's value."""
+    if name in ("bind", "allow_from"):
+        return tuple(part.strip() for part in text.split(",") if part.strip())
+    if name == "roles":
+        try:
+            return frozenset(ROLE_NAMES[part.strip().lower()] for part in text.split(","))
+        except KeyError as error:
+            raise ValueError(f"unknown role {error.args[0]!r}") from None
+    if name == "socket_mode":
+        return int(text, 8)
+    default = Config.__dataclass_fields__[name].default
+    if isinstance(default, bool):
+        if text.lower() in ("1", "true", "yes", "on"):
+            return True
+        if text.lower() in ("0", "false", "no", "off", ""):
+            return False
+        raise ValueError(f"{name} wants a boolean, got {text!r}")
+    if isinstance(default, int):
+        return int(text)
+    return text
+
+
+def from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Settings given as FCGIGW_<NAME> variables, plus FCGI_WEB_SERVER_ADDRS (§3.2)."""
+    values: dict[str, Any] = {}
+    addrs = environ.get("FCGI_WEB_SERVER_ADDRS", "").strip()
+    if addrs:
+        values["allow_from"] = parse_value("allow_from", addrs)
+    for item in setting_fields():
+        text = environ.get("FCGIGW_" + item.name.upper())
+        if text is not None:
+            values[item.name] = parse_value(item.name, text)
+    return values
+
+
+def load_config(overrides: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Config:
+    """Config from FCGIGW_* variables, then explicit settings on top."""
+    values = from_environment(os.environ if environ is None else environ)
+    values.update(overrides)
+    return Config(**values)

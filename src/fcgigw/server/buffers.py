@@ -1,0 +1,74 @@
+"""A request body buffer that stays small in memory and spills to a temporary file.
+
+Bodies normally stream straight to the app; they pile up only when the app is not reading
+(another request multiplexed on the same connection is being read). Beyond the threshold the
+rest goes to disk (waitress's OverflowableBuffer idea), so memory stays bounded.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections import deque
+from typing import IO
+
+
+class SpillBuffer:
+    """FIFO of bytes: memory up to ``memory_limit_bytes``, a temporary file beyond."""
+
+    __slots__ = ("_chunks", "_file", "_file_read", "_file_write", "_memory_bytes", "memory_limit")
+
+    def __init__(self, memory_limit_bytes: int) -> None:
+        self.memory_limit = memory_limit_bytes
+        self._chunks: deque[bytes] = deque()
+        self._memory_bytes = 0
+        self._file: IO[bytes] | None = None
+        self._file_read = 0
+        self._file_write = 0
+
+    def __len__(self) -> int:
+        return self._memory_bytes + self._file_write - self._file_read
+
+    @property
+    def spilled(self) -> bool:
+        """True while part of the content lives in the temporary file."""
+        return self._file_write > self._file_read
+
+    def append(self, data: bytes) -> None:
+        """Add bytes at the end; to the file once memory is full or the file is in use."""
+        if not self.spilled and self._memory_bytes + len(data) <= self.memory_limit:
+            self._chunks.append(data)
+            self._memory_bytes += len(data)
+            return
+        if self._file is None:
+            self._file = tempfile.TemporaryFile(prefix="fcgigw-body-")
+        self._file.seek(self._file_write)
+        self._file.write(data)
+        self._file_write += len(data)
+
+    def read(self, size: int) -> bytes:
+        """Up to ``size`` bytes from the front (memory first, it is older)."""
+        if self._chunks:
+            chunk = self._chunks.popleft()
+            if len(chunk) > size:
+                self._chunks.appendleft(chunk[size:])
+                chunk = chunk[:size]
+            self._memory_bytes -= len(chunk)
+            return chunk
+        if not self.spilled or self._file is None:
+            return b""
+        self._file.seek(self._file_read)
+        data = self._file.read(min(size, self._file_write - self._file_read))
+        self._file_read += len(data)
+        if self._file_read == self._file_write:
+            self._file_read = self._file_write = 0
+            self._file.truncate(0)
+        return data
+
+    def close(self) -> None:
+        """Drop everything and delete the temporary file."""
+        self._chunks.clear()
+        self._memory_bytes = 0
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        self._file_read = self._file_write = 0

@@ -1,0 +1,112 @@
+"""RequestChannel on a real connection: input buffered per request, output as records."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from ..adapters.channel import ClientDisconnected, Params
+from ..protocol import EndRequest, OutputData, RecordType, RequestStarted, Role
+from .buffers import SpillBuffer
+
+if TYPE_CHECKING:
+    from .connection import ServedConnection
+
+
+class SocketChannel:
+    """One request on a ServedConnection (implements adapters.channel.RequestChannel)."""
+
+    def __init__(self, connection: ServedConnection, started: RequestStarted) -> None:
+        self._connection = connection
+        self._started = started
+        self.stdin = SpillBuffer(connection.config.request_body_memory_bytes)
+        self.stdin_ended = False
+        self.discard_input = False
+        self.aborted = False
+        self.finished = False
+        self.started_at = time.monotonic()
+        self.bytes_sent = 0
+        self.status = b""
+
+    @property
+    def request_id(self) -> int:
+        return self._started.request_id
+
+    @property
+    def role(self) -> Role:
+        return self._started.role
+
+    @property
+    def params(self) -> Params:
+        return self._started.params
+
+    @property
+    def keep_connection(self) -> bool:
+        return self._started.keep_connection
+
+    # -- input ---------------------------------------------------------------------------
+
+    def add_input(self, data: bytes) -> None:
+        """Called by whichever thread reads the socket (connection lock held)."""
+        if not self.discard_input:
+            self.stdin.append(data)
+
+    def read_input(self, size: int) -> bytes:
+        """Up to ``size`` bytes of STDIN; reads the socket itself when nobody else does."""
+        connection = self._connection
+        while True:
+            with connection.condition:
+                while True:
+                    if len(self.stdin):
+                        return self.stdin.read(size)
+                    if self.stdin_ended or self.aborted:
+                        return b""
+                    if connection.reader.acquire(blocking=False):
+                        break
+                    connection.condition.wait()
+            connection.pump_holding_reader()
+
+    def _drain_input(self) -> None:
+        """Read STDIN through its empty record before END_REQUEST on a kept connection:
+        h2o 2.2 aborts if END_REQUEST arrives while it still writes STDIN (web-servers.md §2)."""
+        self.discard_input = True
+        self.stdin.close()
+        while self.read_input(65536):
+            pass
+
+    # -- output --------------------------------------------------------------------------
+
+    def send_stdout(self, data: bytes) -> None:
+        if self.aborted:
+            raise ClientDisconnected(f"request {self.request_id} was aborted")
+        self._note_output(data)
+        self._connection.send_event(OutputData(self.request_id, data))
+
+    def send_stderr(self, data: bytes) -> None:
+        if self.aborted or self.finished:
+            return
+        try:
+            self._connection.send_event(OutputData(self.request_id, data, RecordType.STDERR))
+        except ClientDisconnected:
+            # wsgi.errors must not raise because the web server left.
+            pass
+
+    def finish(self, app_status: int, last_stdout: bytes = b"") -> None:
+        """Send the rest and END_REQUEST (§5.5); never raises for a departed web server."""
+        if self.finished:
+            return
+        if self.keep_connection and not self.stdin_ended and not self.aborted:
+            self._drain_input()
+        self.finished = True
+        self._note_output(last_stdout)
+        self._connection.end_request(
+            self, OutputData(self.request_id, last_stdout), EndRequest(self.request_id, app_status)
+        )
+        self.stdin.close()
+
+    def _note_output(self, data: bytes) -> None:
+        if not self.bytes_sent and data.startswith(b"Status: "):
+            # Every response fcgigw writes starts with its Status line (response.header_block).
+            self.status = data[8:11]
+        self.bytes_sent += len(data)
+

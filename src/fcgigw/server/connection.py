@@ -1,0 +1,254 @@
+"""One accepted FastCGI connection: blocking reads, events dispatched to request channels.
+
+Whoever needs bytes from the socket reads it: the thread that owns the connection, or an
+app thread waiting for its body. One reader at a time (``reader``); everyone else waits on
+``condition`` for what the reader hands out. The first request runs inline in the owning
+thread (no per-request thread hop); a request multiplexed beside it runs on another pool
+thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from collections import deque
+from collections.abc import Callable
+
+from ..adapters.channel import ClientDisconnected
+from ..config import Config
+from ..protocol import (
+    NEED_DATA,
+    AbortRequest,
+    ConnectionClosed,
+    EndRequest,
+    InputData,
+    InputEnd,
+    OutputData,
+    RecordType,
+    RemoteProtocolError,
+    RequestStarted,
+    ServerConnection,
+)
+from ..protocol.constants import MAX_CONTENT_LENGTH
+from .channel import SocketChannel
+
+logger = logging.getLogger("fcgigw.server")
+
+#: One read: a whole STDIN record of the biggest kind (lighttpd, h2o send 65535-byte records).
+RECV_BYTES = MAX_CONTENT_LENGTH + 1 + 8
+
+RunRequest = Callable[[SocketChannel], None]
+Submit = Callable[[Callable[[], None]], None]
+
+
+class ServedConnection:
+    """State shared by the threads serving one connection."""
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        peer: str,
+        config: Config,
+        run_request: RunRequest,
+        submit: Submit,
+    ) -> None:
+        self.sock = sock
+        self.peer = peer
+        self.config = config
+        self.protocol = ServerConnection(config.protocol_settings())
+        self.lock = threading.Lock()
+        self.condition = threading.Condition(self.lock)
+        self.reader = threading.Lock()
+        self._write_lock = threading.Lock()
+        self._channels: dict[int, SocketChannel] = {}
+        self._pending: deque[SocketChannel] = deque()
+        self._run_request = run_request
+        self._submit = submit
+        self.closed = False
+
+    # -- the owner's loop ----------------------------------------------------------------
+
+    def serve(self) -> bool:
+        """Serve until the connection is idle or closed; True means park it (keep-alive)."""
+        while True:
+            with self.lock:
+                if self.closed or self.protocol.should_close:
+                    break
+                idle = not self.protocol.active_requests and not self.protocol.buffered_bytes
+            if idle and not self._receive_ready_bytes():
+                # Nothing to read yet: give the thread back instead of blocking in recv, so
+                # idle keep-alive connections never pin the pool (Apache keeps them forever).
+                return True
+            channel = self._claim_pending()
+            if channel is None:
+                with self.reader:
+                    channel = self._read_until_request()
+            if channel is not None:
+                self._run_request(channel)
+        self.close()
+        return False
+
+    def _receive_ready_bytes(self) -> bool:
+        """Take what the socket holds without waiting; False when it holds nothing."""
+        try:
+            data = self.sock.recv(RECV_BYTES, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return False
+        except OSError:
+            data = b""
+        with self.lock:
+            self.protocol.receive_data(data)
+        return True
+
+    def _read_until_request(self) -> SocketChannel | None:
+        """Read and dispatch until a request can start in this thread, or until the
+        connection closes or goes idle."""
+        while True:
+            event = self._next_event()
+            if event is None:
+                return None
+            channel = self._dispatch(event)
+            if channel is not None:
+                return channel
+            with self.lock:
+                if self.protocol.should_close or not self.protocol.active_requests:
+                    return None
+
+    # -- reading -------------------------------------------------------------------------
+
+    def _claim_pending(self) -> SocketChannel | None:
+        """A multiplexed request nobody has started yet, now owned by the caller."""
+        with self.lock:
+            return self._pending.popleft() if self._pending else None
+
+    def _run_pending(self) -> None:
+        channel = self._claim_pending()
+        if channel is not None:
+            self._run_request(channel)
+
+    def pump_holding_reader(self) -> None:
+        """Read one event for someone waiting on input; the caller acquired ``reader``."""
+        try:
+            event = self._next_event()
+            if event is not None:
+                channel = self._dispatch(event)
+                if channel is not None:
+                    # A request multiplexed beside the caller's: another thread may take it, or
+                    # the owner runs it when it is free (so one thread cannot deadlock).
+                    with self.lock:
+                        self._pending.append(channel)
+                    self._submit(self._run_pending)
+        finally:
+            self.reader.release()
+            with self.condition:
+                self.condition.notify_all()
+
+    def _next_event(self) -> object | None:
+        """The next protocol event (reading the socket as needed); None once closed."""
+        while True:
+            try:
+                with self.lock:
+                    if self.closed:
+                        return None
+                    event = self.protocol.next_event()
+                    automatic = self.protocol.data_to_send()
+                if automatic:
+                    self._write(automatic)
+                if event is not NEED_DATA:
+                    return event
+                data = self.sock.recv(RECV_BYTES)
+                with self.lock:
+                    self.protocol.receive_data(data)
+            except RemoteProtocolError as error:
+                limit = f" (setting {error.limit})" if error.limit else ""
+                logger.warning("closing connection from %s: %s%s", self.peer, error, limit)
+                self._lose_connection()
+                return None
+            except (OSError, ClientDisconnected):
+                self._lose_connection()
+                return None
+
+    def _dispatch(self, event: object) -> SocketChannel | None:
+        """Hand an event to its request; return a channel when a request can start."""
+        with self.condition:
+            if isinstance(event, RequestStarted):
+                channel = SocketChannel(self, event)
+                self._channels[event.request_id] = channel
+                return channel
+            if isinstance(event, ConnectionClosed):
+                self._mark_lost()
+                return None
+            channel = self._channels.get(getattr(event, "request_id", 0))
+            if channel is not None:
+                if isinstance(event, InputData):
+                    if event.stream is RecordType.STDIN:
+                        channel.add_input(event.data)
+                elif isinstance(event, InputEnd):
+                    if event.stream is RecordType.STDIN:
+                        channel.stdin_ended = True
+                elif isinstance(event, AbortRequest):
+                    channel.aborted = True
+            self.condition.notify_all()
+        return None
+
+    # -- writing -------------------------------------------------------------------------
+
+    def send_event(self, event: OutputData) -> None:
+        """Write one output event now; ClientDisconnected if the connection is gone."""
+        with self.lock:
+            if self.closed:
+                raise ClientDisconnected("connection closed")
+            data = self.protocol.send(event)
+        self._write(data)
+
+    def end_request(self, channel: SocketChannel, last: OutputData, end: EndRequest) -> None:
+        """Last STDOUT bytes and END_REQUEST in one write; then close if §5.1 says so."""
+        with self.lock:
+            self._channels.pop(channel.request_id, None)
+            if self.closed:
+                return
+            data = self.protocol.send(last) + self.protocol.send(end)
+            close = self.protocol.should_close
+        try:
+            self._write(data)
+        except ClientDisconnected:
+            # mod_fcgid closes as soon as it has the headers: EPIPE here is normal.
+            return
+        if close:
+            # FIN right after END_REQUEST; also wakes an owner blocked in recv when this was a
+            # multiplexed request finishing on another thread.
+            self._shutdown()
+
+    def _write(self, data: bytes) -> None:
+        try:
+            with self._write_lock:
+                self.sock.sendall(data)
+        except OSError as error:
+            self._lose_connection()
+            raise ClientDisconnected(str(error)) from error
+
+    # -- ending --------------------------------------------------------------------------
+
+    def _lose_connection(self) -> None:
+        with self.condition:
+            self._mark_lost()
+
+    def _mark_lost(self) -> None:
+        """Connection gone (EOF, RST, protocol error): every request on it is aborted."""
+        self.closed = True
+        for channel in self._channels.values():
+            channel.aborted = True
+        self.condition.notify_all()
+
+    def _shutdown(self) -> None:
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        """Close the socket (idempotent)."""
+        with self.condition:
+            self._mark_lost()
+        self.sock.close()

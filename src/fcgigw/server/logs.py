@@ -1,0 +1,38 @@
+"""Logging set-up and the access log line."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+
+from .channel import SocketChannel
+
+access_logger = logging.getLogger("fcgigw.access")
+
+
+def configure_logging(level: str) -> None:
+    """One stderr handler for the fcgigw loggers (the app's own logging is left alone)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s")
+    )
+    root = logging.getLogger("fcgigw")
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    root.propagate = False
+
+
+def log_access(channel: SocketChannel) -> None:
+    """A combined-log-like line: client, method, URI, status, bytes, milliseconds."""
+    params = dict(channel.params)
+    elapsed_ms = (time.monotonic() - channel.started_at) * 1000
+    access_logger.info(
+        '%s "%s %s" %s %d %.1fms',
+        params.get(b"REMOTE_ADDR", b"-").decode("latin-1"),
+        params.get(b"REQUEST_METHOD", b"-").decode("latin-1"),
+        params.get(b"REQUEST_URI", b"-").decode("latin-1"),
+        (channel.status or b"-").decode("latin-1"),
+        channel.bytes_sent,
+        elapsed_ms,
+    )

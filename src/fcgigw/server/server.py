@@ -1,0 +1,132 @@
+"""The server process: listeners, the worker threads, signals, and a clean stop."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+import threading
+from collections.abc import Callable
+from types import FrameType
+
+from ..adapters.wsgi import WSGIApp, run_wsgi
+from ..config import Config
+from .channel import SocketChannel
+from .connection import ServedConnection
+from .listeners import describe, open_listener
+from .logs import log_access
+from .peers import PeerAllowlist
+from .pool import Dispatcher, WorkerThreads
+
+logger = logging.getLogger("fcgigw.server")
+
+#: Seconds in-flight requests get to finish after SIGTERM before the process exits anyway.
+GRACEFUL_TIMEOUT_SECONDS = 30.0
+
+
+class Server:
+    """Serves one WSGI application on the configured listeners until stopped."""
+
+    def __init__(
+        self, app: WSGIApp, config: Config, listeners: list[socket.socket] | None = None
+    ) -> None:
+        self.app = app
+        self.config = config
+        self.listeners = listeners if listeners is not None else self._open_listeners()
+        self._allowlist = PeerAllowlist(config.allow_from)
+        self._dispatcher = Dispatcher(self.listeners, self._allowlist)
+        self._dispatcher.on_accept = self._on_accept
+        self._dispatcher.on_resume = self._on_resume
+        self._threads = WorkerThreads(self._dispatcher, config.threads)
+        self._stop_requested = threading.Event()
+        self._fast_stop = False
+
+    def _open_listeners(self) -> list[socket.socket]:
+        opened: list[socket.socket] = []
+        try:
+            for address in self.config.addresses:
+                opened.append(open_listener(address, self.config.socket_mode))
+        except BaseException:
+            for sock in opened:
+                sock.close()
+            raise
+        return opened
+
+    @property
+    def addresses(self) -> list[str]:
+        """Where this server listens, in --bind syntax (ports resolved)."""
+        return [describe(sock) for sock in self.listeners]
+
+    # -- work ----------------------------------------------------------------------------
+
+    def _on_accept(self, sock: socket.socket, peer: str) -> Callable[[], None]:
+        connection = ServedConnection(
+            sock, peer, self.config, self._run_request, self._dispatcher.submit
+        )
+        return lambda: self._serve(connection)
+
+    def _on_resume(self, connection: object) -> Callable[[], None]:
+        assert isinstance(connection, ServedConnection)
+        return lambda: self._serve(connection)
+
+    def _serve(self, connection: ServedConnection) -> None:
+        if connection.serve():
+            if self._stop_requested.is_set():
+                connection.close()
+            else:
+                self._dispatcher.park(connection.sock, connection)
+
+    def _run_request(self, channel: SocketChannel) -> None:
+        run_wsgi(self.app, channel, root_path=self.config.root_path)
+        if self.config.access_log:
+            log_access(channel)
+
+    # -- running and stopping ------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the worker threads (returns at once)."""
+        if self._allowlist and any(s.family == socket.AF_UNIX for s in self.listeners):
+            logger.warning("--allow-from applies to TCP only; Unix sockets use --socket-mode")
+        self._threads.start()
+        for address in self.addresses:
+            logger.info("fcgigw serving on %s (%d threads)", address, self.config.threads)
+
+    def request_stop(self, fast: bool = False) -> None:
+        """Ask the server to stop; safe from a signal handler (it only records)."""
+        self._fast_stop = self._fast_stop or fast
+        self._stop_requested.set()
+
+    def wait(self) -> None:
+        """Block until a stop is requested, then stop."""
+        while not self._stop_requested.wait(1.0):
+            pass
+        self.stop(graceful=not self._fast_stop)
+
+    def stop(self, graceful: bool = True) -> None:
+        """Stop accepting; with ``graceful``, let in-flight requests finish (bounded)."""
+        self._stop_requested.set()
+        for connection in self._dispatcher.stop_accepting():
+            assert isinstance(connection, ServedConnection)
+            connection.close()
+        for sock in self.listeners:
+            sock.close()
+        if graceful and not self._threads.join(GRACEFUL_TIMEOUT_SECONDS):
+            logger.warning("requests still running after %.0f s; exiting", GRACEFUL_TIMEOUT_SECONDS)
+        logger.info("fcgigw stopped")
+
+    def serve_forever(self) -> None:
+        """start(), stop on SIGTERM (graceful) or SIGINT (fast), when run in the main thread."""
+        self.start()
+        if threading.current_thread() is threading.main_thread():
+            self._install_signal_handlers()
+        self.wait()
+
+    def _install_signal_handlers(self) -> None:
+        def graceful(signum: int, frame: FrameType | None) -> None:
+            self.request_stop()
+
+        def fast(signum: int, frame: FrameType | None) -> None:
+            self.request_stop(fast=True)
+
+        signal.signal(signal.SIGTERM, graceful)
+        signal.signal(signal.SIGINT, fast)

@@ -1,0 +1,90 @@
+"""WSGI apps the server and integration tests run in a subprocess (``testapps:NAME``)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+StartResponse = Callable[..., Any]
+
+
+def hello(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "13")])
+    return [b"Hello, world!"]
+
+
+def echo(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+    """The CGI part of the environ and the body's length and digest, as JSON."""
+    body = environ["wsgi.input"].read()
+    data = {
+        key: value
+        for key, value in environ.items()
+        if isinstance(value, str) and not key.startswith("wsgi.")
+    }
+    data["wsgi.url_scheme"] = environ["wsgi.url_scheme"]
+    data["body_length"] = len(body)
+    data["body_sha256"] = hashlib.sha256(body).hexdigest()
+    data["pid"] = os.getpid()
+    data["thread"] = threading.get_ident()
+    payload = json.dumps(data).encode()
+    start_response("200 OK", [("Content-Type", "application/json")])
+    return [payload]
+
+
+def stream(environ: dict[str, Any], start_response: StartResponse) -> Iterator[bytes]:
+    """Chunks written as produced; the count and size come from the query string."""
+    query = dict(part.split("=", 1) for part in environ["QUERY_STRING"].split("&") if "=" in part)
+    count, size = int(query.get("count", "5")), int(query.get("size", "10"))
+    start_response("200 OK", [("Content-Type", "application/octet-stream")])
+    for number in range(count):
+        yield bytes([65 + number % 26]) * size
+
+
+def fail(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+    raise RuntimeError("failing on purpose")
+
+
+def fail_midway(environ: dict[str, Any], start_response: StartResponse) -> Iterator[bytes]:
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    yield b"first part\n"
+    raise RuntimeError("failing after the headers")
+
+
+def slow(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+    """Sleeps for ?seconds=S (default 0.5) before answering: shows concurrency."""
+    seconds = float(environ["QUERY_STRING"].partition("=")[2] or 0.5)
+    time.sleep(seconds)
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [f"slept {seconds}".encode()]
+
+
+def errors(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+    environ["wsgi.errors"].write("a line for the web server's error log\n")
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"logged"]
+
+
+def router(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+    """One app with every behaviour above, chosen by the first path segment."""
+    name = environ.get("PATH_INFO", "/").strip("/").split("/", 1)[0] or "hello"
+    handler = ROUTES.get(name)
+    if handler is None:
+        start_response("404 Not Found", [("Content-Type", "text/plain")])
+        return [b"no such test app\n"]
+    return handler(environ, start_response)
+
+
+ROUTES: dict[str, Callable[[dict[str, Any], StartResponse], Iterable[bytes]]] = {
+    "hello": hello,
+    "echo": echo,
+    "stream": stream,
+    "fail": fail,
+    "fail_midway": fail_midway,
+    "slow": slow,
+    "errors": errors,
+}

@@ -1,0 +1,190 @@
+"""Start real processes for tests: fcgigw in a subprocess, nginx in front of it.
+
+Everything listens on 127.0.0.1 or a Unix socket in a temporary directory, is bounded by
+timeouts, and is stopped by PID when the test ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+START_TIMEOUT_SECONDS = 15.0
+
+
+def free_port() -> int:
+    """An unused TCP port on 127.0.0.1 (the kernel's choice)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def short_tempdir() -> str:
+    """A temporary directory with a short path (Unix socket paths must stay under 108 bytes)."""
+    return tempfile.mkdtemp(prefix="fcgigw-", dir="/tmp")
+
+
+def wait_until_connectable(address: str, process: subprocess.Popen[bytes] | None = None) -> None:
+    """Poll until ``address`` (host:port or unix:path) accepts connections."""
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"process exited with {process.returncode} before listening")
+        try:
+            if address.startswith("unix:"):
+                with socket.socket(socket.AF_UNIX) as sock:
+                    sock.connect(address[5:])
+            else:
+                host, _, port = address.rpartition(":")
+                socket.create_connection((host.strip("[]"), int(port)), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on {address} after {START_TIMEOUT_SECONDS} s")
+
+
+@dataclass
+class RunningProcess:
+    """A started process, its address and where its stderr went."""
+
+    process: subprocess.Popen[bytes]
+    address: str
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> int:
+    """Stop ``process`` with ``sig``, then SIGKILL after a timeout; return its exit code."""
+    if process.poll() is None:
+        process.send_signal(sig)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+    return process.returncode
+
+
+def fcgigw_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "fcgigw", *args]
+
+
+def test_environment() -> dict[str, str]:
+    """The environment for child processes: the source tree and examples importable."""
+    environ = dict(os.environ)
+    paths = [str(REPO / "src"), str(REPO), str(REPO / "tests" / "apps")]
+    if environ.get("PYTHONPATH"):
+        paths.append(environ["PYTHONPATH"])
+    environ["PYTHONPATH"] = os.pathsep.join(paths)
+    return environ
+
+
+@contextlib.contextmanager
+def run_fcgigw(*args: str, address: str | None = None) -> Iterator[RunningProcess]:
+    """``python -m fcgigw --bind ADDRESS *args`` in a subprocess, until the block ends."""
+    workdir = Path(short_tempdir())
+    address = address or f"127.0.0.1:{free_port()}"
+    log_path = workdir / "fcgigw.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            fcgigw_command("--bind", address, *args),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=test_environment(),
+            cwd=REPO,
+        )
+    running = RunningProcess(process, address, log_path)
+    try:
+        wait_until_connectable(address, process)
+        yield running
+    finally:
+        stop(process)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+NGINX_CONF = """
+worker_processes 1;
+daemon off;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log info;
+{user}
+events {{ worker_connections 512; }}
+http {{
+    access_log off;
+    client_body_temp_path {dir}/body;
+    fastcgi_temp_path {dir}/fastcgi;
+    proxy_temp_path {dir}/proxy;
+    uwsgi_temp_path {dir}/uwsgi;
+    scgi_temp_path {dir}/scgi;
+    client_max_body_size 64m;
+    upstream fcgigw {{
+        server {upstream};
+        {keepalive}
+    }}
+    server {{
+        listen 127.0.0.1:{port};
+        server_name localhost;
+        location / {{
+            include {fastcgi_params};
+            fastcgi_pass fcgigw;
+            {keep_conn}
+            {extra}
+        }}
+    }}
+}}
+"""
+
+
+def nginx_binary() -> str | None:
+    return shutil.which("nginx") or (
+        "/usr/sbin/nginx" if os.access("/usr/sbin/nginx", os.X_OK) else None
+    )
+
+
+@contextlib.contextmanager
+def run_nginx(upstream: str, *, keepalive: bool = False, extra: str = "") -> Iterator[RunningProcess]:
+    """nginx (stock Debian fastcgi_params) on 127.0.0.1 in front of a FastCGI ``upstream``."""
+    binary = nginx_binary()
+    if binary is None:
+        raise RuntimeError("nginx is not installed")
+    workdir = Path(short_tempdir())
+    port = free_port()
+    conf = workdir / "nginx.conf"
+    conf.write_text(
+        NGINX_CONF.format(
+            dir=workdir,
+            port=port,
+            upstream=upstream,
+            user="user root;" if os.geteuid() == 0 else "",
+            keepalive="keepalive 8;" if keepalive else "",
+            keep_conn="fastcgi_keep_conn on;" if keepalive else "",
+            fastcgi_params="/etc/nginx/fastcgi_params",
+            extra=extra,
+        )
+    )
+    log_path = workdir / "error.log"
+    process = subprocess.Popen(
+        [binary, "-c", str(conf), "-p", str(workdir), "-e", str(log_path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    running = RunningProcess(process, f"127.0.0.1:{port}", log_path)
+    try:
+        wait_until_connectable(running.address, process)
+        yield running
+    finally:
+        stop(process, signal.SIGQUIT)
+        shutil.rmtree(workdir, ignore_errors=True)
