@@ -1,0 +1,190 @@
+"""The one params translator: FastCGI PARAMS to a PEP 3333 environ, and the pieces the ASGI
+scope needs. Every SCRIPT_NAME / PATH_INFO / CONTENT_LENGTH / HTTPS / header rule of
+web-servers.md §6 lives here, once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+from urllib.parse import unquote_to_bytes
+
+Pairs = Sequence[tuple[bytes, bytes]]
+
+# §6.3: CGI forbids these as HTTP_ variables (they duplicate CONTENT_TYPE/CONTENT_LENGTH), and
+# HTTP_PROXY is httpoxy: a client header that libraries would take for the proxy setting.
+DROPPED_HEADERS = frozenset({"HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH", "HTTP_PROXY"})
+_HTTPS_ON = frozenset({"on", "1", "yes"})
+
+
+def content_length(value: str | None) -> int | None:
+    """CONTENT_LENGTH as a length, or None when unknown: absent, "" (nginx GET), "-1" (Caddy,
+    chunked) or garbage all mean the body ends at STDIN's empty record (§6.2)."""
+    if value is None or not value.isdigit():
+        return None
+    return int(value)
+
+
+def url_scheme(https: str | None, request_scheme: str | None) -> str:
+    """§6.4: https when HTTPS is on/1/yes (any case) or REQUEST_SCHEME says so (h2o sends no
+    REQUEST_SCHEME; HTTPS is present only when on)."""
+    if https is not None and https.lower() in _HTTPS_ON:
+        return "https"
+    return "https" if request_scheme == "https" else "http"
+
+
+def split_script_path(
+    script_name: str | None, path_info: str | None, root_path: str = ""
+) -> tuple[str, str]:
+    """SCRIPT_NAME and PATH_INFO per §6.1.
+
+    With no PATH_INFO (stock nginx, Apache ProxyPass) SCRIPT_NAME holds the whole path: it
+    becomes PATH_INFO. Then a configured mount prefix moves back into SCRIPT_NAME, on a segment
+    boundary only (``/app`` takes ``/app`` and ``/app/x``, not ``/apple``). A split the server
+    made itself (fcgid, lighttpd, nginx split, Caddy split) is kept as given. The path is never
+    rebuilt from REQUEST_URI, which is raw and may be stale (mod_fcgid internal redirects).
+    """
+    if path_info is None:
+        script_name, path_info = "", script_name or ""
+    script_name = script_name or ""
+    prefix = normalise_root_path(root_path)
+    if prefix and not script_name and _under(path_info, prefix):
+        script_name, path_info = prefix, path_info[len(prefix) :]
+    return script_name, path_info
+
+
+def normalise_root_path(root_path: str) -> str:
+    """``/app/`` → ``/app``; ``/`` and ``""`` mean no prefix."""
+    return root_path.rstrip("/")
+
+
+def _under(path: str, prefix: str) -> bool:
+    return path == prefix or path.startswith(prefix + "/")
+
+
+def _decoded(params: Pairs) -> Iterable[tuple[str, str]]:
+    for name, value in params:
+        yield name.decode("latin-1"), value.decode("latin-1")
+
+
+def wsgi_environ(params: Pairs, root_path: str = "") -> dict[str, Any]:
+    """The CGI part of a PEP 3333 environ (latin-1 str values) plus ``wsgi.url_scheme``."""
+    environ: dict[str, Any] = {}
+    for name, value in _decoded(params):
+        if name.startswith("HTTP_"):
+            if name in DROPPED_HEADERS:
+                continue
+            previous = environ.get(name)
+            if previous is not None:
+                # §6.3: nginx and h2o repeat a repeated header as separate params.
+                value = previous + ("; " if name == "HTTP_COOKIE" else ", ") + value
+        # §6.3: other repeats come from overlapping server config: the last one wins.
+        environ[name] = value
+    environ["SCRIPT_NAME"], environ["PATH_INFO"] = split_script_path(
+        environ.get("SCRIPT_NAME"), environ.get("PATH_INFO"), root_path
+    )
+    _normalise_body_headers(environ)
+    scheme = url_scheme(environ.get("HTTPS"), environ.get("REQUEST_SCHEME"))
+    environ["wsgi.url_scheme"] = scheme
+    _fill_required(environ, scheme)
+    return environ
+
+
+def _normalise_body_headers(environ: dict[str, Any]) -> None:
+    length = content_length(environ.get("CONTENT_LENGTH"))
+    if length is None:
+        environ.pop("CONTENT_LENGTH", None)
+    else:
+        environ["CONTENT_LENGTH"] = str(length)
+        # §6.2: the body is already de-chunked; a known length makes the TE header a lie.
+        environ.pop("HTTP_TRANSFER_ENCODING", None)
+    if not environ.get("CONTENT_TYPE"):
+        environ.pop("CONTENT_TYPE", None)
+
+
+def _fill_required(environ: dict[str, Any], scheme: str) -> None:
+    """PEP 3333 requires these; cgi-fcgi and odd configs may leave some out."""
+    environ.setdefault("REQUEST_METHOD", "GET")
+    environ.setdefault("QUERY_STRING", "")
+    environ.setdefault("SERVER_PROTOCOL", "HTTP/1.0")
+    host, port = split_host(environ.get("HTTP_HOST", ""))
+    if not environ.get("SERVER_NAME"):
+        environ["SERVER_NAME"] = host or "localhost"
+    if not environ.get("SERVER_PORT"):
+        environ["SERVER_PORT"] = port if port.isdigit() else ("443" if scheme == "https" else "80")
+
+
+def split_host(host_header: str) -> tuple[str, str]:
+    """``example.test:8080`` → (``example.test``, ``8080``); ``[::1]:80`` → (``::1``, ``80``);
+    no port → (host, "")."""
+    if host_header.startswith("["):
+        host, _, rest = host_header[1:].partition("]")
+        return host, rest[1:] if rest.startswith(":") else ""
+    host, colon, port = host_header.partition(":")
+    return (host, port) if colon and port.isdigit() else (host_header, "")
+
+
+# -- pieces of the ASGI scope (used by the ASGI adapter) -------------------------------------
+
+
+def header_name(param_name: bytes) -> bytes:
+    """``HTTP_X_FORWARDED_FOR`` → ``x-forwarded-for`` (§6.3: ``_`` and ``-`` are one)."""
+    return param_name[5:].lower().replace(b"_", b"-")
+
+
+def asgi_headers(params: Pairs) -> list[tuple[bytes, bytes]]:
+    """Request headers for ASGI: lower-case names, repeats kept as separate entries, the body
+    headers taken from CONTENT_TYPE/CONTENT_LENGTH, duplicates and httpoxy dropped."""
+    headers: list[tuple[bytes, bytes]] = []
+    content_type = length_text = None
+    for name, value in params:
+        if name.startswith(b"HTTP_"):
+            if name.decode("latin-1") not in DROPPED_HEADERS:
+                headers.append((header_name(name), value))
+        elif name == b"CONTENT_TYPE":
+            content_type = value
+        elif name == b"CONTENT_LENGTH":
+            length_text = value
+    length = content_length(length_text.decode("latin-1") if length_text is not None else None)
+    if length is not None:
+        headers = [h for h in headers if h[0] != b"transfer-encoding"]
+        headers.append((b"content-length", str(length).encode()))
+    if content_type:
+        headers.append((b"content-type", content_type))
+    return headers
+
+
+def http_version(server_protocol: str | None) -> str:
+    """ASGI http_version from SERVER_PROTOCOL: "HTTP/2.0" and "HTTP/2" → "2" (§6.4)."""
+    version = (server_protocol or "HTTP/1.1").partition("/")[2]
+    if version in ("2", "2.0"):
+        return "2"
+    if version in ("3", "3.0"):
+        return "3"
+    return "1.0" if version == "1.0" else "1.1"
+
+
+def asgi_path(path: str) -> str:
+    """A WSGI-style latin-1 path as the ASGI str: UTF-8 when it is UTF-8 (servers pass the
+    decoded bytes raw, §6.1), else latin-1 so no byte is lost and no surrogate escapes."""
+    raw = path.encode("latin-1")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return path
+
+
+def raw_path(request_uri: str | None, full_path: str) -> bytes | None:
+    """ASGI raw_path: REQUEST_URI before "?", only when it decodes to the path the server gave
+    (it is stale after mod_fcgid redirects and cut by lighttpd strip-request-uri, §6.1)."""
+    if not request_uri:
+        return None
+    raw = request_uri.partition("?")[0].encode("latin-1")
+    return raw if unquote_to_bytes(raw) == full_path.encode("latin-1") else None
+
+
+def address_pair(host: str | None, port: str | None) -> tuple[str, int] | None:
+    """ASGI client/server tuples: None when the server did not say (cgi-fcgi sends neither)."""
+    if not host or port is None or not port.isdigit():
+        return None
+    return host, int(port)
