@@ -23,7 +23,7 @@ def echo() -> Response:
         args=request.args.to_dict(flat=False),
         form=request.form.to_dict(flat=False),
         body_length=len(request.get_data()),
-        headers={k: v for k, v in request.headers.items()},
+        headers=dict(request.headers.items()),
         cookies=request.cookies,
         scheme=request.scheme,
     )

@@ -155,7 +155,9 @@ def nginx_binary() -> str | None:
 
 
 @contextlib.contextmanager
-def run_nginx(upstream: str, *, keepalive: bool = False, extra: str = "") -> Iterator[RunningProcess]:
+def run_nginx(
+    upstream: str, *, keepalive: bool = False, extra: str = ""
+) -> Iterator[RunningProcess]:
     """nginx (stock Debian fastcgi_params) on 127.0.0.1 in front of a FastCGI ``upstream``."""
     binary = nginx_binary()
     if binary is None:

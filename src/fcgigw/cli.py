@@ -27,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fcgigw",
         description="Serve a WSGI application to a web server over FastCGI.",
-        epilog="Every option can also be set as FCGIGW_<NAME> (e.g. FCGIGW_BIND=unix:/run/app.sock).",
+        epilog="Every option can also be set as FCGIGW_<NAME>, e.g. FCGIGW_BIND=unix:/tmp/a.sock",
     )
     for item in setting_fields():
         help_text = item.metadata["help"]
@@ -36,9 +36,13 @@ def build_parser() -> argparse.ArgumentParser:
             continue
         flag = "--" + item.name.replace("_", "-")
         if isinstance(item.default, bool):
-            parser.add_argument(flag, dest=item.name, action="store_const", const="true", help=help_text)
+            parser.add_argument(
+                flag, dest=item.name, action="store_const", const="true", help=help_text
+            )
         elif item.name in ("bind", "allow_from"):
-            parser.add_argument(flag, dest=item.name, action="append", metavar="ADDR", help=help_text)
+            parser.add_argument(
+                flag, dest=item.name, action="append", metavar="ADDR", help=help_text
+            )
         else:
             parser.add_argument(flag, dest=item.name, metavar=item.name.upper(), help=help_text)
     return parser
@@ -94,5 +98,7 @@ def load_app(config: Config) -> Any:
     app = import_app(config.app, factory=config.factory)
     interface = detect_interface(app) if config.interface == "auto" else config.interface
     if interface != "wsgi":
-        raise AppLoadError(f"{config.app} is an ASGI application; ASGI support is not in this version")
+        raise AppLoadError(
+            f"{config.app} is an ASGI application; ASGI support is not in this version"
+        )
     return app

@@ -124,27 +124,45 @@ def setting_fields() -> list[Any]:
     return list(fields(Config))
 
 
+def _parse_list(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def _parse_roles(text: str) -> frozenset[Role]:
+    try:
+        return frozenset(ROLE_NAMES[part.strip().lower()] for part in text.split(","))
+    except KeyError as error:
+        raise ValueError(f"unknown role {error.args[0]!r}") from None
+
+
+def _parse_bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"want a boolean (true/false), got {text!r}")
+
+
+_PARSERS: dict[str, Any] = {
+    "bind": _parse_list,
+    "allow_from": _parse_list,
+    "roles": _parse_roles,
+    "socket_mode": lambda text: int(text, 8),
+}
+
+
 def parse_value(name: str, text: str) -> Any:
     """Turn the text of an option or FCGIGW_* variable into the field's value."""
-    if name in ("bind", "allow_from"):
-        return tuple(part.strip() for part in text.split(",") if part.strip())
-    if name == "roles":
-        try:
-            return frozenset(ROLE_NAMES[part.strip().lower()] for part in text.split(","))
-        except KeyError as error:
-            raise ValueError(f"unknown role {error.args[0]!r}") from None
-    if name == "socket_mode":
-        return int(text, 8)
     default = Config.__dataclass_fields__[name].default
-    if isinstance(default, bool):
-        if text.lower() in ("1", "true", "yes", "on"):
-            return True
-        if text.lower() in ("0", "false", "no", "off", ""):
-            return False
-        raise ValueError(f"{name} wants a boolean, got {text!r}")
-    if isinstance(default, int):
-        return int(text)
-    return text
+    parser = _PARSERS.get(name)
+    if parser is None:
+        parser = (
+            _parse_bool if isinstance(default, bool) else int if isinstance(default, int) else str
+        )
+    try:
+        return parser(text)
+    except ValueError as error:
+        raise ValueError(f"{name}: {error}") from None
 
 
 def from_environment(environ: Mapping[str, str]) -> dict[str, Any]:

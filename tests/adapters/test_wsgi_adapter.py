@@ -210,7 +210,8 @@ def test_unsafe_or_invalid_responses_become_500(
 
     channel = run(app)
     assert channel.response()[0] == "500 Internal Server Error"
-    assert b"evil" not in channel.stdout and b"X-Injected" not in channel.stdout
+    assert b"evil" not in channel.stdout
+    assert b"X-Injected" not in channel.stdout
 
 
 def test_start_response_twice_without_exc_info_is_an_error() -> None:

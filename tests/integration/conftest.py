@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from servers import RunningProcess, nginx_binary, run_fcgigw, run_nginx, short_tempdir  # noqa: E402
+from servers import RunningProcess, nginx_binary, run_fcgigw, run_nginx, short_tempdir
 
 
 @pytest.fixture(scope="module", params=["tcp", "unix"])

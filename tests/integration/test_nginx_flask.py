@@ -7,7 +7,6 @@ import json
 from typing import Any
 
 import pytest
-
 from servers import RunningProcess
 
 pytestmark = pytest.mark.integration
@@ -19,6 +18,7 @@ def http_request(
     nginx: RunningProcess,
     method: str,
     path: str,
+    *,
     body: bytes | None = None,
     headers: dict[str, str] | list[tuple[str, str]] | None = None,
     connection: http.client.HTTPConnection | None = None,

@@ -41,9 +41,10 @@ def import_app(spec: str, *, factory: bool = False) -> Any:
 
 
 def detect_interface(app: Any) -> str:
-    """"asgi" for an ``async def app(scope, receive, send)`` (or a class with an async
-    ``__call__``), else "wsgi"."""
-    call = app if inspect.isfunction(app) or inspect.ismethod(app) else getattr(app, "__call__", app)  # noqa: B004
-    if inspect.iscoroutinefunction(call):
+    """ "asgi" for ``async def app(scope, receive, send)`` or an object whose ``__call__`` is
+    a coroutine function, else "wsgi"."""
+    if inspect.iscoroutinefunction(app):
+        return "asgi"
+    if not inspect.isroutine(app) and inspect.iscoroutinefunction(type(app).__call__):
         return "asgi"
     return "wsgi"

@@ -12,7 +12,9 @@ from .channel import RequestChannel
 logger = logging.getLogger("fcgigw.response")
 
 # RFC 9110 §5.6.2 token characters: what a header name may contain.
-_TOKEN_CHARS = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_TOKEN_CHARS = frozenset(
+    b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+)
 _FORBIDDEN_VALUE_BYTES = frozenset(b"\r\n\x00")
 
 
@@ -139,7 +141,9 @@ def _parse_length(value: bytes) -> int:
     return int(value)
 
 
-def error_response(code: int, reason: str, message: str) -> tuple[bytes, list[tuple[bytes, bytes]], bytes]:
+def error_response(
+    code: int, reason: str, message: str
+) -> tuple[bytes, list[tuple[bytes, bytes]], bytes]:
     """A small plain-text error response (status line, headers, body) sent by fcgigw itself."""
     body = f"{code} {reason}\n\n{message}\n".encode()
     headers = [

@@ -137,7 +137,9 @@ def _fail(channel: RequestChannel, writer: ResponseWriter, error: Exception) -> 
         if writer.headers_sent:
             channel.finish(APP_STATUS_ERROR)
             return
-        status, headers, body = error_response(500, "Internal Server Error", "The application failed.")
+        status, headers, body = error_response(
+            500, "Internal Server Error", "The application failed."
+        )
         fallback = ResponseWriter(channel)
         fallback.start(status, headers)
         fallback.finish(APP_STATUS_ERROR, body)

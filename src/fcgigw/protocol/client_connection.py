@@ -27,7 +27,7 @@ from .events import (
     OutputEnd,
     RequestStarted,
     UnknownType,
-    _NeedData,
+    NeedData,
 )
 from .framing import RecordBuffer
 from .pairs import decode_pairs, encode_pairs
@@ -60,7 +60,7 @@ class ClientConnection:
         """Feed bytes read from the socket; ``b""`` when the application closed."""
         self._records.feed(data)
 
-    def next_event(self) -> ClientEvent | _NeedData:
+    def next_event(self) -> ClientEvent | NeedData:
         """The next event, NEED_DATA when more bytes are needed, ConnectionClosed at the end."""
         while not self._events:
             record = self._records.next_record()

@@ -32,7 +32,7 @@ from .events import (
     OutputData,
     RequestStarted,
     ServerEvent,
-    _NeedData,
+    NeedData,
 )
 from .framing import RecordBuffer
 from .pairs import decode_pairs, encode_pairs
@@ -106,7 +106,7 @@ class ServerConnection:
         """Feed bytes read from the socket; ``b""`` when the peer closed."""
         self._records.feed(data)
 
-    def next_event(self) -> ServerEvent | _NeedData:
+    def next_event(self) -> ServerEvent | NeedData:
         """The next event, NEED_DATA when more bytes are needed, ConnectionClosed at the end."""
         while not self._events:
             record = self._records.next_record()

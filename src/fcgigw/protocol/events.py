@@ -100,7 +100,7 @@ class ConnectionClosed:
     """The peer closed its side of the transport connection (§3.5)."""
 
 
-class _NeedData:
+class NeedData:
     """Sentinel type: no complete event is buffered yet; feed more bytes."""
 
     __slots__ = ()
@@ -109,7 +109,7 @@ class _NeedData:
         return "NEED_DATA"
 
 
-NEED_DATA = _NeedData()
+NEED_DATA = NeedData()
 
 #: What a ServerConnection can return from next_event().
 ServerEvent = RequestStarted | InputData | InputEnd | AbortRequest | ConnectionClosed

@@ -40,7 +40,8 @@ class SpillBuffer:
             self._memory_bytes += len(data)
             return
         if self._file is None:
-            self._file = tempfile.TemporaryFile(prefix="fcgigw-body-")
+            # Lives as long as the buffer; close() deletes it.
+            self._file = tempfile.TemporaryFile(prefix="fcgigw-body-")  # noqa: SIM115
         self._file.seek(self._file_write)
         self._file.write(data)
         self._file_write += len(data)

@@ -109,4 +109,3 @@ class SocketChannel:
             # Every response fcgigw writes starts with its Status line (response.header_block).
             self.status = data[8:11]
         self.bytes_sent += len(data)
-

@@ -18,7 +18,6 @@ from collections.abc import Callable
 from ..adapters.channel import ClientDisconnected
 from ..config import Config
 from ..protocol import (
-    NEED_DATA,
     AbortRequest,
     ConnectionClosed,
     EndRequest,
@@ -30,6 +29,7 @@ from ..protocol import (
     RequestStarted,
     ServerConnection,
 )
+from ..protocol.events import NeedData, ServerEvent
 from ..protocol.constants import MAX_CONTENT_LENGTH
 from .channel import SocketChannel
 
@@ -144,7 +144,7 @@ class ServedConnection:
             with self.condition:
                 self.condition.notify_all()
 
-    def _next_event(self) -> object | None:
+    def _next_event(self) -> ServerEvent | None:
         """The next protocol event (reading the socket as needed); None once closed."""
         while True:
             try:
@@ -155,7 +155,7 @@ class ServedConnection:
                     automatic = self.protocol.data_to_send()
                 if automatic:
                     self._write(automatic)
-                if event is not NEED_DATA:
+                if not isinstance(event, NeedData):
                     return event
                 data = self.sock.recv(RECV_BYTES)
                 with self.lock:
@@ -169,26 +169,19 @@ class ServedConnection:
                 self._lose_connection()
                 return None
 
-    def _dispatch(self, event: object) -> SocketChannel | None:
+    def _dispatch(self, event: ServerEvent) -> SocketChannel | None:
         """Hand an event to its request; return a channel when a request can start."""
         with self.condition:
             if isinstance(event, RequestStarted):
-                channel = SocketChannel(self, event)
-                self._channels[event.request_id] = channel
-                return channel
+                started = SocketChannel(self, event)
+                self._channels[event.request_id] = started
+                return started
             if isinstance(event, ConnectionClosed):
                 self._mark_lost()
                 return None
-            channel = self._channels.get(getattr(event, "request_id", 0))
+            channel = self._channels.get(event.request_id)
             if channel is not None:
-                if isinstance(event, InputData):
-                    if event.stream is RecordType.STDIN:
-                        channel.add_input(event.data)
-                elif isinstance(event, InputEnd):
-                    if event.stream is RecordType.STDIN:
-                        channel.stdin_ended = True
-                elif isinstance(event, AbortRequest):
-                    channel.aborted = True
+                _deliver(channel, event)
             self.condition.notify_all()
         return None
 
@@ -252,3 +245,15 @@ class ServedConnection:
         with self.condition:
             self._mark_lost()
         self.sock.close()
+
+
+def _deliver(channel: SocketChannel, event: InputData | InputEnd | AbortRequest) -> None:
+    """Apply an input event to its request (the connection lock is held)."""
+    if isinstance(event, AbortRequest):
+        channel.aborted = True
+    elif event.stream is not RecordType.STDIN:
+        return  # FCGI_DATA reaches Filter apps with the roles work; not read here yet
+    elif isinstance(event, InputData):
+        channel.add_input(event.data)
+    else:
+        channel.stdin_ended = True
