@@ -23,11 +23,11 @@ from .events import (
     GetValuesResult,
     InputData,
     InputEnd,
+    NeedData,
     OutputData,
     OutputEnd,
     RequestStarted,
     UnknownType,
-    NeedData,
 )
 from .framing import RecordBuffer
 from .pairs import decode_pairs, encode_pairs

@@ -29,10 +29,10 @@ from .events import (
     EndRequest,
     InputData,
     InputEnd,
+    NeedData,
     OutputData,
     RequestStarted,
     ServerEvent,
-    NeedData,
 )
 from .framing import RecordBuffer
 from .pairs import decode_pairs, encode_pairs

@@ -29,8 +29,8 @@ from ..protocol import (
     RequestStarted,
     ServerConnection,
 )
-from ..protocol.events import NeedData, ServerEvent
 from ..protocol.constants import MAX_CONTENT_LENGTH
+from ..protocol.events import NeedData, ServerEvent
 from .channel import SocketChannel
 
 logger = logging.getLogger("fcgigw.server")

@@ -1,0 +1,155 @@
+"""The page fcgigw serves when no APP is given: what the web server sent, what fcgigw made of
+it, which server it looks like, and warnings for the classic misconfigurations
+(web-servers.md §6). ``?format=json`` gives the same as JSON.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+Pairs = Sequence[tuple[bytes, bytes]]
+
+#: Variables only a whole process environment has: cgi-fcgi forwards it all (web-servers §4).
+_ENVIRONMENT_LEAKS = ("PATH", "HOME", "SHELL", "USER", "PWD")
+
+
+#: SERVER_SOFTWARE prefixes, checked after the Apache proxy_fcgi shape (it says Apache too).
+_SOFTWARE = (
+    (b"nginx", "nginx"),
+    (b"lighttpd", "lighttpd"),
+    (b"h2o", "h2o"),
+    (b"caddy", "caddy"),
+    (b"apache", "apache-fcgid"),
+)
+
+
+def detect_server(params: Pairs) -> str | None:
+    """Guess the web server from the shape of its params (web-servers.md §1, §4, §5)."""
+    values = dict(params)
+    if values.get(b"SCRIPT_FILENAME", b"").startswith(b"proxy:fcgi://"):
+        return "apache-proxy-fcgi"
+    software = values.get(b"SERVER_SOFTWARE", b"").lower()
+    for marker, server in _SOFTWARE:
+        if software.startswith(marker):
+            return server
+    return _detect_by_shape(values)
+
+
+def _detect_by_shape(values: dict[bytes, bytes]) -> str | None:
+    if b"FCGI_APACHE_ROLE" in values:
+        return "apache"
+    if b"PATH" in values and b"HOME" in values:
+        return "cgi-fcgi"
+    if b"SERVER_ADDR" not in values and values.get(b"DOCUMENT_URI") == b"":
+        return "caddy"
+    return None
+
+
+def warnings(params: Pairs, environ: dict[str, Any]) -> list[str]:
+    """Configuration problems visible in one request, each with what to change."""
+    names = [name for name, _ in params]
+    values = dict(params)
+    found: list[str] = []
+    if b"PATH_INFO" not in names and environ.get("SCRIPT_NAME") == "":
+        found.append(
+            "The server sent the whole path in SCRIPT_NAME and no PATH_INFO (stock nginx "
+            "fastcgi_params, Apache ProxyPass). fcgigw treats it all as PATH_INFO, so an app "
+            "mounted under a sub-path sees that prefix: start fcgigw with --root-path PREFIX, or "
+            "split it in the server (nginx fastcgi_split_path_info, Apache SetEnvIf ... "
+            "proxy-fcgi-pathinfo=unescape)."
+        )
+    if values.get(b"SCRIPT_NAME", b"").count(b"/") > 1 and b"PATH_INFO" in names:
+        found.append(
+            "SCRIPT_NAME has more than one segment while PATH_INFO is set: lighttpd with a "
+            'trailing slash in its prefix ("/app/") moves a path segment into SCRIPT_NAME. Use '
+            '"/app" without the slash.'
+        )
+    server = detect_server(params) or ""
+    if server.startswith("apache") and b"HTTP_AUTHORIZATION" not in names:
+        found.append(
+            "No HTTP_AUTHORIZATION arrived. Apache drops it unless told otherwise: add "
+            "'CGIPassAuth On' if the app checks credentials itself."
+        )
+    if any(name.decode("latin-1") in _ENVIRONMENT_LEAKS for name in names):
+        found.append(
+            "The params include PATH/HOME: the server forwards its whole environment "
+            "(cgi-fcgi does), which may leak secrets to the app and its logs."
+        )
+    if b"HTTP_PROXY" in names:
+        found.append("A Proxy: request header arrived as HTTP_PROXY; fcgigw dropped it (httpoxy).")
+    host = values.get(b"HTTP_HOST", b"")
+    port = values.get(b"SERVER_PORT", b"")
+    if host and b":" not in host and port not in (b"", b"80", b"443"):
+        found.append(
+            f"HTTP_HOST has no port while SERVER_PORT is {port.decode('latin-1')}: Debian's "
+            "nginx fastcgi_params sets HTTP_HOST to $host. Use $http_host if URLs built by the "
+            "app lose the port."
+        )
+    return found
+
+
+def report(environ: dict[str, Any]) -> dict[str, Any]:
+    """Everything the page shows, as plain data."""
+    params: Pairs = environ.get("fcgi.params", ())
+    return {
+        "role": environ.get("FCGI_ROLE", "RESPONDER"),
+        "server": detect_server(params),
+        "params": [[n.decode("latin-1"), v.decode("latin-1")] for n, v in params],
+        "derived": {
+            "SCRIPT_NAME": environ.get("SCRIPT_NAME", ""),
+            "PATH_INFO": environ.get("PATH_INFO", ""),
+            "wsgi.url_scheme": environ.get("wsgi.url_scheme", ""),
+            "host": environ.get("HTTP_HOST") or environ.get("SERVER_NAME", ""),
+            "CONTENT_LENGTH": environ.get("CONTENT_LENGTH"),
+        },
+        "warnings": warnings(params, environ),
+    }
+
+
+def _rows(pairs: Iterable[tuple[str, Any]]) -> str:
+    return "".join(
+        f"<tr><th>{html.escape(str(key))}</th><td><code>{html.escape(str(value))}</code></td></tr>"
+        for key, value in pairs
+    )
+
+
+def render_html(data: dict[str, Any]) -> str:
+    """The report as a small, escaped HTML page."""
+    items = "".join(f"<li>{html.escape(w)}</li>" for w in data["warnings"]) or "<li>none</li>"
+    server = data["server"] or "not recognised"
+    return (
+        "<!doctype html><meta charset=utf-8><title>fcgigw diagnostics</title>"
+        "<h1>fcgigw diagnostics</h1>"
+        "<p>No application is configured: this page shows what the web server sent. "
+        "Start fcgigw with <code>module:app</code> to serve yours.</p>"
+        f"<p>Role: <b>{html.escape(data['role'])}</b>. "
+        f"Web server: <b>{html.escape(server)}</b>.</p>"
+        f"<h2>Warnings</h2><ul>{items}</ul>"
+        f"<h2>What fcgigw derived</h2><table>{_rows(data['derived'].items())}</table>"
+        f"<h2>Params as received ({len(data['params'])})</h2><table>{_rows(data['params'])}</table>"
+    )
+
+
+def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+    """The diagnostics WSGI app."""
+    data = report(environ)
+    if "format=json" in environ.get("QUERY_STRING", ""):
+        body = json.dumps(data, indent=2).encode()
+        content_type = "application/json"
+    else:
+        body = render_html(data).encode()
+        content_type = "text/html; charset=utf-8"
+    start_response(
+        "200 OK",
+        [
+            ("Content-Type", content_type),
+            ("Content-Length", str(len(body))),
+            ("Cache-Control", "no-store"),
+        ],
+    )
+    if environ.get("REQUEST_METHOD") == "HEAD":
+        return [b""]
+    return [body]
