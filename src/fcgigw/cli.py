@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
         flag = "--" + item.name.replace("_", "-")
         if isinstance(item.default, bool):
             parser.add_argument(
-                flag, dest=item.name, action="store_const", const="true", help=help_text
+                flag, dest=item.name, action=argparse.BooleanOptionalAction, help=help_text
             )
         elif item.name in ("bind", "allow_from"):
             parser.add_argument(
@@ -55,7 +55,7 @@ def config_from_args(argv: Sequence[str], environ: dict[str, str] | None = None)
     for name, value in vars(namespace).items():
         if value is None:
             continue
-        if name == "app":
+        if name == "app" or isinstance(value, bool):
             overrides[name] = value
         elif isinstance(value, list):
             overrides[name] = tuple(part for text in value for part in parse_value(name, text))

@@ -67,8 +67,10 @@ class SocketChannel:
             connection.pump_holding_reader()
 
     def _drain_input(self) -> None:
-        """Read STDIN through its empty record before END_REQUEST on a kept connection:
-        h2o 2.2 aborts if END_REQUEST arrives while it still writes STDIN (web-servers.md §2)."""
+        """Read STDIN through its empty record before END_REQUEST. With KEEP_CONN, h2o 2.2
+        aborts if END_REQUEST arrives while it still writes STDIN (web-servers.md §2); without,
+        closing with unread input makes the kernel send RST, which can destroy the response
+        before the web server reads it. Servers send the whole body anyway (§2)."""
         self.discard_input = True
         self.stdin.close()
         while self.read_input(65536):
@@ -95,7 +97,7 @@ class SocketChannel:
         """Send the rest and END_REQUEST (§5.5); never raises for a departed web server."""
         if self.finished:
             return
-        if self.keep_connection and not self.stdin_ended and not self.aborted:
+        if not self.stdin_ended and not self.aborted:
             self._drain_input()
         self.finished = True
         self._note_output(last_stdout)

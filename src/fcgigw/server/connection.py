@@ -14,6 +14,7 @@ import socket
 import threading
 from collections import deque
 from collections.abc import Callable
+from typing import Protocol
 
 from ..adapters.channel import ClientDisconnected
 from ..config import Config
@@ -42,6 +43,14 @@ RunRequest = Callable[[SocketChannel], None]
 Submit = Callable[[Callable[[], None]], None]
 
 
+class BusyWatch(Protocol):
+    """Told when a kept connection starts and ends a request run inline (see pool.py)."""
+
+    def started(self, connection: ServedConnection) -> None: ...
+
+    def finished(self, connection: ServedConnection) -> None: ...
+
+
 class ServedConnection:
     """State shared by the threads serving one connection."""
 
@@ -50,8 +59,10 @@ class ServedConnection:
         sock: socket.socket,
         peer: str,
         config: Config,
+        *,
         run_request: RunRequest,
         submit: Submit,
+        busy: BusyWatch | None = None,
     ) -> None:
         self.sock = sock
         self.peer = peer
@@ -65,6 +76,8 @@ class ServedConnection:
         self._pending: deque[SocketChannel] = deque()
         self._run_request = run_request
         self._submit = submit
+        self._busy = busy
+        self._inline_id: int | None = None
         self.closed = False
 
     # -- the owner's loop ----------------------------------------------------------------
@@ -85,9 +98,25 @@ class ServedConnection:
                 with self.reader:
                     channel = self._read_until_request()
             if channel is not None:
-                self._run_request(channel)
+                self._run_inline(channel)
         self.close()
         return False
+
+    def _run_inline(self, channel: SocketChannel) -> None:
+        """Run a request in the owning thread. While it runs nobody reads the socket, so a
+        long request lets the pool watch the connection for multiplexed records (§3.3)."""
+        self._inline_id = channel.request_id
+        watch = channel.keep_connection and self._busy is not None
+        if watch:
+            assert self._busy is not None
+            self._busy.started(self)
+        try:
+            self._run_request(channel)
+        finally:
+            self._inline_id = None
+            if watch:
+                assert self._busy is not None
+                self._busy.finished(self)
 
     def _receive_ready_bytes(self) -> bool:
         """Take what the socket holds without waiting; False when it holds nothing."""
@@ -123,9 +152,25 @@ class ServedConnection:
             return self._pending.popleft() if self._pending else None
 
     def _run_pending(self) -> None:
-        channel = self._claim_pending()
-        if channel is not None:
+        while (channel := self._claim_pending()) is not None:
             self._run_request(channel)
+
+    def read_available(self) -> None:
+        """Take what has arrived without waiting, while the owner runs a long request; start
+        any request found here, on this thread (multiplexing, §3.3 and Appendix B ex. 4)."""
+        if not self.reader.acquire(blocking=False):
+            return  # whoever reads now hands out what arrives
+        try:
+            while (event := self._next_event(wait=False)) is not None:
+                channel = self._dispatch(event)
+                if channel is not None:
+                    with self.lock:
+                        self._pending.append(channel)
+        finally:
+            self.reader.release()
+            with self.condition:
+                self.condition.notify_all()
+        self._run_pending()
 
     def pump_holding_reader(self) -> None:
         """Read one event for someone waiting on input; the caller acquired ``reader``."""
@@ -144,8 +189,9 @@ class ServedConnection:
             with self.condition:
                 self.condition.notify_all()
 
-    def _next_event(self) -> ServerEvent | None:
-        """The next protocol event (reading the socket as needed); None once closed."""
+    def _next_event(self, *, wait: bool = True) -> ServerEvent | None:
+        """The next protocol event, reading the socket as needed; None once closed (or, with
+        ``wait`` false, when no whole event has arrived yet)."""
         while True:
             try:
                 with self.lock:
@@ -157,9 +203,12 @@ class ServedConnection:
                     self._write(automatic)
                 if not isinstance(event, NeedData):
                     return event
-                data = self.sock.recv(RECV_BYTES)
-                with self.lock:
-                    self.protocol.receive_data(data)
+                if wait:
+                    data = self.sock.recv(RECV_BYTES)
+                    with self.lock:
+                        self.protocol.receive_data(data)
+                elif not self._receive_ready_bytes():
+                    return None
             except RemoteProtocolError as error:
                 limit = f" (setting {error.limit})" if error.limit else ""
                 logger.warning("closing connection from %s: %s%s", self.peer, error, limit)
@@ -208,10 +257,10 @@ class ServedConnection:
         except ClientDisconnected:
             # mod_fcgid closes as soon as it has the headers: EPIPE here is normal.
             return
-        if close:
-            # FIN right after END_REQUEST; also wakes an owner blocked in recv when this was a
-            # multiplexed request finishing on another thread.
-            self._shutdown()
+        if close and channel.request_id != self._inline_id:
+            # A multiplexed request finished last on another thread: wake the owner blocked
+            # in recv so it closes the connection.
+            self._shutdown(socket.SHUT_RD)
 
     def _write(self, data: bytes) -> None:
         try:
@@ -234,16 +283,23 @@ class ServedConnection:
             channel.aborted = True
         self.condition.notify_all()
 
-    def _shutdown(self) -> None:
+    def _shutdown(self, how: int = socket.SHUT_RDWR) -> None:
         try:
-            self.sock.shutdown(socket.SHUT_RDWR)
+            self.sock.shutdown(how)
         except OSError:
             pass
 
     def close(self) -> None:
-        """Close the socket (idempotent)."""
+        """Close the socket (idempotent): FIN first, then drop what input is left without
+        waiting, so the close does not turn into an RST that could eat the response."""
         with self.condition:
             self._mark_lost()
+        self._shutdown(socket.SHUT_WR)
+        try:
+            while self.sock.recv(RECV_BYTES, socket.MSG_DONTWAIT):
+                pass
+        except OSError:
+            pass
         self.sock.close()
 
 

@@ -20,6 +20,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 from .peers import PeerAllowlist
 
@@ -31,6 +32,15 @@ Work = Callable[[], None]
 ADMIT_AFTER_SECONDS = 0.002
 OnAccept = Callable[[socket.socket, str], Work]
 OnResume = Callable[[object], Work]
+
+
+class _Watched:
+    """Selector data for a connection whose owner is busy in a long request."""
+
+    __slots__ = ("connection",)
+
+    def __init__(self, connection: Any) -> None:
+        self.connection = connection
 
 
 class Dispatcher:
@@ -45,6 +55,9 @@ class Dispatcher:
         self._serving: dict[int, float] = {}
         self._leader_taken = False
         self._poller_waiting = False
+        self._watch_lock = threading.Lock()
+        self._busy_connections: dict[Any, float] = {}
+        self._watched: set[Any] = set()
         self._ready: deque[Work] = deque()
         self._stopping = False
         self._wake_reader, self._wake_writer = socket.socketpair()
@@ -66,6 +79,7 @@ class Dispatcher:
             return None
         try:
             with self._leader:
+                self._watch_long_requests()
                 while not self._ready and not self._stopping:
                     for key, _ in self._selector.select():
                         self._take(key)
@@ -106,8 +120,64 @@ class Dispatcher:
                 self._admission.notify()  # another waiter takes over the polling
             return True
 
+    # -- connections busy in a long request (BusyWatch for ServedConnection) ----------------
+
+    def started(self, connection: Any) -> None:
+        """The owner of a kept connection starts running a request inline."""
+        with self._watch_lock:
+            self._busy_connections[connection] = time.monotonic()
+
+    def finished(self, connection: Any) -> None:
+        """The owner is back: it reads the connection itself again."""
+        with self._watch_lock:
+            self._busy_connections.pop(connection, None)
+            self._unwatch(connection)
+
+    def _unwatch(self, connection: Any) -> None:
+        if connection in self._watched:
+            self._watched.discard(connection)
+            try:
+                self._selector.unregister(connection.sock)
+            except (KeyError, ValueError):
+                pass  # already taken by _take, or the socket is closed
+
+    def _watch_long_requests(self) -> None:
+        """Watch connections whose owner has been in the app for ADMIT_AFTER_SECONDS: records
+        arriving there (a multiplexed BEGIN_REQUEST, an ABORT) are read by the pool. Only a
+        thread admitted past a busy one gets here, so fast requests never pay for it."""
+        now = time.monotonic()
+        with self._watch_lock:
+            for connection, since in self._busy_connections.items():
+                if connection in self._watched or now - since < ADMIT_AFTER_SECONDS:
+                    continue
+                self._watched.add(connection)
+                if connection.protocol.buffered_bytes:
+                    # Records already read from the socket (they came with the first request's):
+                    # epoll will not report them, so look at them now.
+                    self._unwatch_later(connection)
+                else:
+                    self._selector.register(
+                        connection.sock, selectors.EVENT_READ, _Watched(connection)
+                    )
+
+    def _unwatch_later(self, connection: Any) -> None:
+        self._watched.discard(connection)
+        self._ready.append(lambda: self._read_watched(connection))
+
+    def _read_watched(self, connection: Any) -> None:
+        connection.read_available()
+        with self._watch_lock:
+            if connection in self._busy_connections and connection not in self._watched:
+                self._watched.add(connection)
+                self._selector.register(connection.sock, selectors.EVENT_READ, _Watched(connection))
+
     def _take(self, key: selectors.SelectorKey) -> None:
-        if key.data is None:
+        if isinstance(key.data, _Watched):
+            connection = key.data.connection
+            with self._watch_lock:
+                self._unwatch(connection)
+            self._ready.append(lambda: self._read_watched(connection))
+        elif key.data is None:
             try:
                 while self._wake_reader.recv(4096):
                     pass
@@ -164,7 +234,7 @@ class Dispatcher:
             self._admission.notify_all()
         idle = []
         for key in list(self._selector.get_map().values()):
-            if key.data is not None and not isinstance(key.data, socket.socket):
+            if key.data is not None and not isinstance(key.data, (socket.socket, _Watched)):
                 idle.append(key.data)
         return idle
 

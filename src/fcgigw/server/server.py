@@ -61,7 +61,12 @@ class Server:
 
     def _on_accept(self, sock: socket.socket, peer: str) -> Callable[[], None]:
         connection = ServedConnection(
-            sock, peer, self.config, self._run_request, self._dispatcher.submit
+            sock,
+            peer,
+            self.config,
+            run_request=self._run_request,
+            submit=self._dispatcher.submit,
+            busy=self._dispatcher,
         )
         return lambda: self._serve(connection)
 
