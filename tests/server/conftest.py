@@ -11,7 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from servers import RunningProcess, run_fcgigw, short_tempdir  # noqa: E402
+from servers import RunningProcess, run_fcgigw, short_tempdir
 
 
 @pytest.fixture(scope="module", params=["tcp", "unix"])

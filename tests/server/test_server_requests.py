@@ -8,6 +8,7 @@ import socket
 import threading
 
 import pytest
+from servers import RunningProcess
 
 from fcgigw.client import FastCGIClient, build_params
 from fcgigw.protocol import (
@@ -21,7 +22,6 @@ from fcgigw.protocol import (
     UnknownType,
     build_record,
 )
-from servers import RunningProcess
 
 TIMEOUT = 20
 
