@@ -82,7 +82,7 @@ def fcgigw_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "fcgigw", *args]
 
 
-def test_environment() -> dict[str, str]:
+def child_environment() -> dict[str, str]:
     """The environment for child processes: the source tree and examples importable."""
     environ = dict(os.environ)
     paths = [str(REPO / "src"), str(REPO), str(REPO / "tests" / "apps")]
@@ -93,7 +93,9 @@ def test_environment() -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def run_fcgigw(*args: str, address: str | None = None) -> Iterator[RunningProcess]:
+def run_fcgigw(
+    *args: str, address: str | None = None, env: dict[str, str] | None = None
+) -> Iterator[RunningProcess]:
     """``python -m fcgigw --bind ADDRESS *args`` in a subprocess, until the block ends."""
     workdir = Path(short_tempdir())
     address = address or f"127.0.0.1:{free_port()}"
@@ -103,7 +105,7 @@ def run_fcgigw(*args: str, address: str | None = None) -> Iterator[RunningProces
             fcgigw_command("--bind", address, *args),
             stdout=log,
             stderr=subprocess.STDOUT,
-            env=test_environment(),
+            env=env or child_environment(),
             cwd=REPO,
         )
     running = RunningProcess(process, address, log_path)

@@ -121,9 +121,9 @@ class Server:
 
     def serve_forever(self) -> None:
         """start(), stop on SIGTERM (graceful) or SIGINT (fast), when run in the main thread."""
-        self.start()
         if threading.current_thread() is threading.main_thread():
             self._install_signal_handlers()
+        self.start()
         self.wait()
 
     def _install_signal_handlers(self) -> None:

@@ -1,0 +1,63 @@
+"""The package's shape: the protocol core stays free of I/O, and what we ship is complete."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+from pathlib import Path
+
+import pytest
+import tomllib
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "src" / "fcgigw"
+#: Modules that do I/O, threads, time or processes: none may be imported by fcgigw.protocol.
+FORBIDDEN = frozenset(
+    {"socket", "select", "selectors", "threading", "asyncio", "os", "time", "io", "subprocess"}
+    | {"signal", "multiprocessing", "ssl", "tempfile", "logging", "concurrent"}
+)
+
+
+def imported_modules(source: str, package: str) -> set[str]:
+    """Top-level names of every module ``source`` imports (relative ones resolved)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                found.add(".".join([*base, node.module or ""]).split(".")[0])
+            else:
+                found.add((node.module or "").split(".")[0])
+    return found
+
+
+def test_the_check_catches_io_imports() -> None:
+    """Positive control: the same check flags I/O imports, plain and from-imports."""
+    assert "socket" in imported_modules("import socket\n", "fcgigw.protocol")
+    assert "threading" in imported_modules("from threading import Lock\n", "fcgigw.protocol")
+    assert "os" in imported_modules("import os.path\n", "fcgigw.protocol")
+
+
+def test_protocol_core_imports_no_io() -> None:
+    modules = sorted(PACKAGE.joinpath("protocol").glob("*.py"))
+    assert len(modules) > 5
+    for module in modules:
+        bad = imported_modules(module.read_text(), "fcgigw.protocol") & FORBIDDEN
+        assert not bad, (
+            f"{module.relative_to(ROOT)} imports {sorted(bad)}: keep I/O out of protocol/"
+        )
+
+
+def test_py_typed_is_shipped() -> None:
+    assert (PACKAGE / "py.typed").exists()
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert "py.typed" in project["tool"]["setuptools"]["package-data"]["fcgigw"]
+
+
+@pytest.mark.parametrize("script", ["fcgigw"])
+def test_console_script_points_at_a_callable(script: str) -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    module, _, attribute = project["project"]["scripts"][script].partition(":")
+    assert callable(getattr(importlib.import_module(module), attribute))
