@@ -1,0 +1,295 @@
+"""The params translator against what each real server sends (web-servers.md §1, §4, §5).
+
+Request: GET /app/foo/bar?x=1&y=a%20b&z=%2F&u=%C3%A9 with the app mounted at /app.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from fcgigw.adapters.params import (
+    address_pair,
+    asgi_headers,
+    asgi_path,
+    content_length,
+    http_version,
+    raw_path,
+    split_host,
+    split_script_path,
+    url_scheme,
+    wsgi_environ,
+)
+
+QUERY = b"x=1&y=a%20b&z=%2F&u=%C3%A9"
+URI = b"/app/foo/bar?" + QUERY
+Pairs = list[tuple[bytes, bytes]]
+
+
+def common(**overrides: bytes) -> Pairs:
+    base = {
+        b"QUERY_STRING": QUERY,
+        b"REQUEST_METHOD": b"GET",
+        b"REQUEST_URI": URI,
+        b"SERVER_PROTOCOL": b"HTTP/1.1",
+        b"REMOTE_ADDR": b"127.0.0.1",
+        b"REMOTE_PORT": b"51234",
+        b"SERVER_ADDR": b"127.0.0.1",
+        b"SERVER_PORT": b"8080",
+        b"SERVER_NAME": b"localhost",
+        b"GATEWAY_INTERFACE": b"CGI/1.1",
+    }
+    base.update({k.encode(): v for k, v in overrides.items()})
+    return [(k, v) for k, v in base.items() if v is not None]
+
+
+def nginx() -> Pairs:
+    """Debian's stock fastcgi_params: whole path in SCRIPT_NAME, CONTENT_LENGTH "", $host."""
+    return [
+        *common(),
+        (b"CONTENT_TYPE", b""),
+        (b"CONTENT_LENGTH", b""),
+        (b"SCRIPT_NAME", b"/app/foo/bar"),
+        (b"DOCUMENT_URI", b"/app/foo/bar"),
+        (b"REQUEST_SCHEME", b"http"),
+        (b"REDIRECT_STATUS", b"200"),
+        (b"SERVER_SOFTWARE", b"nginx/1.22.1"),
+        (b"HTTP_HOST", b"example.test"),
+        (b"HTTP_X_DUP", b"a"),
+        (b"HTTP_X_DUP", b"b"),
+        (b"HTTP_COOKIE", b"a=1"),
+        (b"HTTP_COOKIE", b"b=2"),
+        (b"HTTP_PROXY", b"evil"),
+    ]
+
+
+def apache_proxy_fcgi_chunked() -> Pairs:
+    return [
+        *common(REQUEST_METHOD=b"POST"),
+        (b"SCRIPT_NAME", b"/app/foo/bar"),
+        (b"SCRIPT_FILENAME", b"proxy:fcgi://127.0.0.1:9000/foo/bar"),
+        (b"HTTP_TRANSFER_ENCODING", b"chunked"),
+        (b"HTTP_HOST", b"example.test:8080"),
+        (b"HTTP_COOKIE", b"a=1, b=2"),
+    ]
+
+
+def mod_fcgid() -> Pairs:
+    return [
+        *common(),
+        (b"SCRIPT_NAME", b"/app"),
+        (b"PATH_INFO", b"/foo/bar"),
+        (b"CONTENT_LENGTH", b"0"),
+        (b"HTTP_CONNECTION", b"close"),
+    ]
+
+
+def lighttpd() -> Pairs:
+    return [*common(), (b"SCRIPT_NAME", b"/app"), (b"PATH_INFO", b"/foo/bar")]
+
+
+def h2o_tls() -> Pairs:
+    return [
+        *common(SERVER_NAME=b"default"),
+        (b"SCRIPT_NAME", b""),
+        (b"PATH_INFO", b"/app/foo/bar"),
+        (b"HTTPS", b"on"),
+        (b"CONTENT_LENGTH", b"100000"),
+        (b"HTTP_COOKIE", b"a=1;b=2"),
+        (b"SERVER_PROTOCOL", b"HTTP/2"),
+    ]
+
+
+def caddy_chunked() -> Pairs:
+    return [
+        (b"HTTP_X_FORWARDED_FOR", b"127.0.0.1"),
+        (b"PATH_INFO", b"/app/foo/bar"),
+        (b"CONTENT_LENGTH", b"-1"),
+        *common(REQUEST_METHOD=b"POST", SERVER_ADDR=None),  # type: ignore[arg-type]
+        (b"SCRIPT_NAME", b""),
+        (b"REQUEST_SCHEME", b"https"),
+        (b"HTTP_CONTENT_LENGTH", b"7"),
+        (b"HTTP_CONTENT_TYPE", b"text/plain"),
+    ]
+
+
+def cgi_fcgi() -> Pairs:
+    return [
+        (b"REQUEST_METHOD", b"GET"),
+        (b"SCRIPT_NAME", b"/app/foo/bar"),
+        (b"PATH", b"/usr/bin"),
+        (b"HOME", b"/root"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("params", "root_path", "script_name", "path_info"),
+    [
+        (nginx(), "", "", "/app/foo/bar"),
+        (nginx(), "/app", "/app", "/foo/bar"),
+        (nginx(), "/app/", "/app", "/foo/bar"),
+        (apache_proxy_fcgi_chunked(), "/app", "/app", "/foo/bar"),
+        (mod_fcgid(), "", "/app", "/foo/bar"),
+        (mod_fcgid(), "/app", "/app", "/foo/bar"),  # already split: not prefixed twice
+        (lighttpd(), "", "/app", "/foo/bar"),
+        (h2o_tls(), "", "", "/app/foo/bar"),
+        (h2o_tls(), "/app", "/app", "/foo/bar"),
+        (caddy_chunked(), "/app", "/app", "/foo/bar"),
+        (cgi_fcgi(), "", "", "/app/foo/bar"),
+    ],
+    ids=[
+        "nginx",
+        "nginx-root",
+        "nginx-root-slash",
+        "apache-proxy",
+        "fcgid",
+        "fcgid-root",
+        "lighttpd",
+        "h2o",
+        "h2o-root",
+        "caddy-root",
+        "cgi-fcgi",
+    ],
+)
+def test_script_name_and_path_info_for_every_server(
+    params: Pairs, root_path: str, script_name: str, path_info: str
+) -> None:
+    environ = wsgi_environ(params, root_path)
+    assert (environ["SCRIPT_NAME"], environ["PATH_INFO"]) == (script_name, path_info)
+    assert environ["QUERY_STRING"] in ("", QUERY.decode())
+
+
+def test_root_path_only_on_a_segment_boundary() -> None:
+    assert split_script_path("/apple/x", None, "/app") == ("", "/apple/x")
+    assert split_script_path("/app", None, "/app") == ("/app", "")
+    assert split_script_path("/", None, "/") == ("", "/")  # nginx "/" root, "/" = no prefix
+
+
+def test_nginx_repeated_headers_and_cookies_are_joined_and_httpoxy_dropped() -> None:
+    environ = wsgi_environ(nginx())
+    assert environ["HTTP_X_DUP"] == "a, b"
+    assert environ["HTTP_COOKIE"] == "a=1; b=2"
+    assert "HTTP_PROXY" not in environ
+    assert "CONTENT_LENGTH" not in environ  # "" means unknown
+    assert "CONTENT_TYPE" not in environ
+    assert environ["wsgi.url_scheme"] == "http"
+
+
+def test_apache_chunked_body_keeps_transfer_encoding_when_length_is_unknown() -> None:
+    environ = wsgi_environ(apache_proxy_fcgi_chunked())
+    assert "CONTENT_LENGTH" not in environ
+    assert environ["HTTP_TRANSFER_ENCODING"] == "chunked"
+    assert environ["HTTP_COOKIE"] == "a=1, b=2"  # Apache joined it already; kept as sent
+
+
+def test_caddy_minus_one_length_and_duplicate_content_headers() -> None:
+    environ = wsgi_environ(caddy_chunked())
+    assert "CONTENT_LENGTH" not in environ
+    assert "HTTP_CONTENT_LENGTH" not in environ
+    assert "HTTP_CONTENT_TYPE" not in environ
+    assert environ["wsgi.url_scheme"] == "https"
+
+
+def test_h2o_https_without_request_scheme_and_a_real_length() -> None:
+    environ = wsgi_environ(h2o_tls())
+    assert environ["wsgi.url_scheme"] == "https"
+    assert environ["CONTENT_LENGTH"] == "100000"
+
+
+def test_values_are_latin1_strings_as_pep_3333_requires() -> None:
+    environ = wsgi_environ([(b"SCRIPT_NAME", "/caf\u00e9".encode())])
+    assert environ["PATH_INFO"] == "/caf\u00c3\u00a9"  # the UTF-8 bytes, one char each
+    assert environ["PATH_INFO"].encode("latin-1").decode("utf-8") == "/caf\u00e9"
+
+
+def test_non_http_duplicates_last_one_wins() -> None:
+    environ = wsgi_environ([(b"CONTENT_LENGTH", b"5"), (b"CONTENT_LENGTH", b"7")])
+    assert environ["CONTENT_LENGTH"] == "7"
+
+
+def test_missing_cgi_variables_get_pep_3333_defaults() -> None:
+    environ = wsgi_environ(cgi_fcgi())
+    assert environ["SERVER_NAME"] == "localhost"
+    assert environ["SERVER_PORT"] == "80"
+    assert environ["SERVER_PROTOCOL"] == "HTTP/1.0"
+    assert environ["QUERY_STRING"] == ""
+    environ = wsgi_environ([(b"HTTP_HOST", b"[::1]:8443"), (b"HTTPS", b"ON")])
+    assert (environ["SERVER_NAME"], environ["SERVER_PORT"]) == ("::1", "8443")
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(None, None), ("", None), ("-1", None), ("12x", None), ("0", 0), ("100000", 100000)],
+)
+def test_content_length_forms(value: str | None, expected: int | None) -> None:
+    assert content_length(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("https", "scheme", "expected"),
+    [
+        ("on", None, "https"),
+        ("1", None, "https"),
+        ("YES", None, "https"),
+        ("off", None, "http"),
+        (None, "https", "https"),
+        (None, "http", "http"),
+        (None, None, "http"),
+    ],
+)
+def test_url_scheme(https: str | None, scheme: str | None, expected: str) -> None:
+    assert url_scheme(https, scheme) == expected
+
+
+def test_split_host() -> None:
+    assert split_host("example.test:8080") == ("example.test", "8080")
+    assert split_host("example.test") == ("example.test", "")
+    assert split_host("[::1]:80") == ("::1", "80")
+    assert split_host("[::1]") == ("::1", "")
+
+
+# -- the ASGI pieces -------------------------------------------------------------------------
+
+
+def test_asgi_headers_keep_repeats_and_take_body_headers_from_cgi() -> None:
+    headers = asgi_headers([*nginx(), (b"CONTENT_LENGTH", b"7"), (b"CONTENT_TYPE", b"a/b")])
+    assert headers.count((b"x-dup", b"a")) == 1
+    assert headers.count((b"x-dup", b"b")) == 1
+    assert (b"cookie", b"a=1") in headers
+    assert (b"content-length", b"7") in headers
+    assert (b"content-type", b"a/b") in headers
+    assert not any(name == b"proxy" for name, _ in headers)
+
+
+def test_asgi_headers_drop_transfer_encoding_only_when_the_length_is_known() -> None:
+    chunked = asgi_headers(apache_proxy_fcgi_chunked())
+    assert (b"transfer-encoding", b"chunked") in chunked
+    known = asgi_headers([*apache_proxy_fcgi_chunked(), (b"CONTENT_LENGTH", b"10")])
+    assert not any(name == b"transfer-encoding" for name, _ in known)
+    caddy = asgi_headers(caddy_chunked())
+    assert not any(name in (b"content-length", b"content-type") for name, _ in caddy)
+
+
+@pytest.mark.parametrize(
+    ("protocol", "version"),
+    [("HTTP/1.0", "1.0"), ("HTTP/1.1", "1.1"), ("HTTP/2.0", "2"), ("HTTP/2", "2"), (None, "1.1")],
+)
+def test_http_version(protocol: str | None, version: str) -> None:
+    assert http_version(protocol) == version
+
+
+def test_asgi_path_decodes_utf8_and_falls_back_to_latin1() -> None:
+    assert asgi_path("/caf\u00c3\u00a9") == "/caf\u00e9"
+    assert asgi_path("/\u00ff") == "/\u00ff"  # a lone 0xFF byte is not UTF-8
+
+
+def test_raw_path_only_when_consistent_with_the_path() -> None:
+    assert raw_path("/app/sp%20ace?x=1", "/app/sp ace") == b"/app/sp%20ace"
+    # mod_fcgid internal redirect: REQUEST_URI is still the original request
+    assert raw_path("/app/lr?x", "/app/redirected") is None
+    assert raw_path(None, "/x") is None
+
+
+def test_address_pairs() -> None:
+    assert address_pair("127.0.0.1", "51234") == ("127.0.0.1", 51234)
+    assert address_pair(None, None) is None
+    assert address_pair("10.0.0.1", "") is None
