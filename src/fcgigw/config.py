@@ -183,3 +183,29 @@ def load_config(overrides: Mapping[str, Any], environ: Mapping[str, str] | None 
     values = from_environment(os.environ if environ is None else environ)
     values.update(overrides)
     return Config(**values)
+
+
+def _default_text(value: Any) -> str:
+    if isinstance(value, frozenset):
+        return ",".join(sorted(role.name.lower() for role in value))
+    if isinstance(value, tuple):
+        return ",".join(value) or "(none)"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if value is None:
+        return "(none)"
+    return str(value)
+
+
+def settings_markdown() -> str:
+    """The README's settings table, made from the fields (tests/test_readme.py compares)."""
+    rows = ["| option | environment | default | meaning |", "|---|---|---|---|"]
+    for item in setting_fields():
+        option = "APP" if item.name == "app" else "--" + item.name.replace("_", "-")
+        default = (
+            oct(item.default)[2:] if item.name == "socket_mode" else _default_text(item.default)
+        )
+        rows.append(
+            f"| `{option}` | `FCGIGW_{item.name.upper()}` | `{default}` | {item.metadata['help']} |"
+        )
+    return "\n".join(rows)
