@@ -30,6 +30,18 @@ Work = Callable[[], None]
 
 #: How long every serving thread must have been busy before another thread may serve too.
 ADMIT_AFTER_SECONDS = 0.002
+#: How often the waiting poller looks when nobody is serving (an idle server stays quiet).
+IDLE_POLL_SECONDS = 0.05
+
+
+def _poll_interval(now: float, newest: float | None) -> float:
+    """When the admission poller should look again."""
+    if newest is None:
+        return IDLE_POLL_SECONDS
+    age = now - newest
+    return ADMIT_AFTER_SECONDS if age >= ADMIT_AFTER_SECONDS else ADMIT_AFTER_SECONDS - age
+
+
 OnAccept = Callable[[socket.socket, str], Work]
 OnResume = Callable[[object], Work]
 
@@ -106,12 +118,16 @@ class Dispatcher:
                     self._admission.notify_all()
                     return False
                 now = time.monotonic()
-                newest = max(self._serving.values(), default=now - ADMIT_AFTER_SECONDS)
-                if not self._leader_taken and now - newest >= ADMIT_AFTER_SECONDS:
+                newest = max(self._serving.values(), default=None)
+                long_running = newest is not None and now - newest >= ADMIT_AFTER_SECONDS
+                if not self._leader_taken and (newest is None or long_running):
                     break
                 if polling or not self._poller_waiting:
                     polling = self._poller_waiting = True
-                    self._admission.wait(max(ADMIT_AFTER_SECONDS - (now - newest), 0.0005))
+                    if long_running:
+                        # The leader is waiting in select(): make it see the busy connections.
+                        self._watch_long_requests(wake_leader=True)
+                    self._admission.wait(_poll_interval(now, newest))
                 else:
                     self._admission.wait()
             self._leader_taken = True
@@ -141,15 +157,18 @@ class Dispatcher:
             except (KeyError, ValueError):
                 pass  # already taken by _take, or the socket is closed
 
-    def _watch_long_requests(self) -> None:
+    def _watch_long_requests(self, *, wake_leader: bool = False) -> None:
         """Watch connections whose owner has been in the app for ADMIT_AFTER_SECONDS: records
-        arriving there (a multiplexed BEGIN_REQUEST, an ABORT) are read by the pool. Only a
-        thread admitted past a busy one gets here, so fast requests never pay for it."""
+        arriving there (a multiplexed BEGIN_REQUEST, an ABORT) are read by the pool. Only the
+        admission poller or a thread admitted past a busy one gets here, so fast requests never
+        pay for it."""
         now = time.monotonic()
+        changed = False
         with self._watch_lock:
             for connection, since in self._busy_connections.items():
                 if connection in self._watched or now - since < ADMIT_AFTER_SECONDS:
                     continue
+                changed = True
                 self._watched.add(connection)
                 if connection.protocol.buffered_bytes:
                     # Records already read from the socket (they came with the first request's):
@@ -159,6 +178,8 @@ class Dispatcher:
                     self._selector.register(
                         connection.sock, selectors.EVENT_READ, _Watched(connection)
                     )
+        if changed and wake_leader:
+            self._wake()
 
     def _unwatch_later(self, connection: Any) -> None:
         self._watched.discard(connection)
