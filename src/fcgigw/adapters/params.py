@@ -5,7 +5,7 @@ web-servers.md §6 lives here, once.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
@@ -62,16 +62,13 @@ def _under(path: str, prefix: str) -> bool:
     return path == prefix or path.startswith(prefix + "/")
 
 
-def _decoded(params: Pairs) -> Iterable[tuple[str, str]]:
-    for name, value in params:
-        yield name.decode("latin-1"), value.decode("latin-1")
-
-
 def wsgi_environ(params: Pairs, root_path: str = "") -> dict[str, Any]:
     """The CGI part of a PEP 3333 environ (latin-1 str values) plus ``wsgi.url_scheme``."""
     environ: dict[str, Any] = {}
-    for name, value in _decoded(params):
-        if name.startswith("HTTP_"):
+    for raw_name, raw_value in params:
+        name = raw_name.decode("latin-1")
+        value = raw_value.decode("latin-1")
+        if name[:5] == "HTTP_":
             if name in DROPPED_HEADERS:
                 continue
             previous = environ.get(name)

@@ -54,8 +54,17 @@ def decode_pairs(data: bytes, *, max_pairs: int) -> list[Pair]:
     offset = 0
     end = len(data)
     while offset < end:
-        name_length, offset = _decode_length(data, offset)
-        value_length, offset = _decode_length(data, offset)
+        # The one-byte form is by far the most common (§3.4): take it without a call.
+        name_length = data[offset]
+        if name_length <= MAX_SHORT_PAIR_LENGTH:
+            offset += 1
+        else:
+            name_length, offset = _decode_length(data, offset)
+        if offset < end and data[offset] <= MAX_SHORT_PAIR_LENGTH:
+            value_length = data[offset]
+            offset += 1
+        else:
+            value_length, offset = _decode_length(data, offset)
         value_start = offset + name_length
         value_end = value_start + value_length
         if value_end > end:

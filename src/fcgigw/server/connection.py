@@ -139,12 +139,22 @@ class ServedConnection:
                 return None
             channel = self._dispatch(event)
             if channel is not None:
+                self._dispatch_buffered()
                 return channel
             with self.lock:
                 if self.protocol.should_close or not self.protocol.active_requests:
                     return None
 
     # -- reading -------------------------------------------------------------------------
+
+    def _dispatch_buffered(self) -> None:
+        """Hand out the events already received (no system call): a GET's empty STDIN record
+        usually came with its PARAMS, so the app starts with its input complete."""
+        while (event := self._next_event(wait=None)) is not None:
+            channel = self._dispatch(event)
+            if channel is not None:
+                with self.lock:
+                    self._pending.append(channel)
 
     def _claim_pending(self) -> SocketChannel | None:
         """A multiplexed request nobody has started yet, now owned by the caller."""
@@ -189,9 +199,9 @@ class ServedConnection:
             with self.condition:
                 self.condition.notify_all()
 
-    def _next_event(self, *, wait: bool = True) -> ServerEvent | None:
-        """The next protocol event, reading the socket as needed; None once closed (or, with
-        ``wait`` false, when no whole event has arrived yet)."""
+    def _next_event(self, *, wait: bool | None = True) -> ServerEvent | None:
+        """The next protocol event; None once closed. ``wait``: True reads the socket as
+        needed, False reads only what it holds now, None looks only at bytes already read."""
         while True:
             try:
                 with self.lock:
@@ -207,7 +217,7 @@ class ServedConnection:
                     data = self.sock.recv(RECV_BYTES)
                     with self.lock:
                         self.protocol.receive_data(data)
-                elif not self._receive_ready_bytes():
+                elif wait is None or not self._receive_ready_bytes():
                     return None
             except RemoteProtocolError as error:
                 limit = f" (setting {error.limit})" if error.limit else ""

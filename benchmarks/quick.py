@@ -1,0 +1,62 @@
+"""A quick throughput check: wrk → nginx (stock fastcgi_params) → fcgigw → the hello app.
+
+    python3 benchmarks/quick.py [--threads N] [--seconds S] [--connections C]
+
+Runs once without and once with nginx keep-alive (fastcgi_keep_conn + upstream keepalive)
+and prints req/s and latency. Numbers are printed, never asserted. The full harness with
+peers and scenarios belongs to the performance work; this is the smoke version.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from servers import run_fcgigw, run_nginx  # noqa: E402
+
+
+def wrk(url: str, seconds: int, connections: int) -> dict[str, str]:
+    subprocess.run(["wrk", "-t2", f"-c{connections}", "-d1s", url], capture_output=True, check=True)
+    output = subprocess.run(
+        ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    found = {
+        "req/s": re.search(r"Requests/sec:\s+([\d.]+)", output),
+        "p50": re.search(r"50%\s+(\S+)", output),
+        "p99": re.search(r"99%\s+(\S+)", output),
+        "errors": re.search(r"Non-2xx or 3xx responses: (\d+)", output),
+    }
+    return {k: (m.group(1) if m else "0") for k, m in found.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", default="8")
+    parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--connections", type=int, default=32)
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        raise SystemExit("wrk is not installed (apt-get install wrk)")
+    print(f"{'nginx mode':<14} {'req/s':>10} {'p50':>9} {'p99':>9} {'errors':>7}")
+    with run_fcgigw("--threads", args.threads, "examples.hello:app") as server:
+        for keepalive in (False, True):
+            with run_nginx(server.address, keepalive=keepalive) as nginx:
+                result = wrk(f"http://{nginx.address}/", args.seconds, args.connections)
+            mode = "keep-conn" if keepalive else "no keepalive"
+            print(
+                f"{mode:<14} {result['req/s']:>10} {result['p50']:>9} {result['p99']:>9}"
+                f" {result['errors']:>7}"
+            )
+
+
+if __name__ == "__main__":
+    main()
