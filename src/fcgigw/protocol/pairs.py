@@ -32,13 +32,8 @@ def encode_pairs(pairs: Iterable[Pair]) -> bytes:
     return b"".join(parts)
 
 
-def _decode_length(data: bytes, offset: int) -> tuple[int, int]:
-    """Return (length, offset after it); raise when the bytes end inside the length."""
-    if offset >= len(data):
-        raise RemoteProtocolError("name-value pair truncated inside a length (§3.4)")
-    first = data[offset]
-    if first <= MAX_SHORT_PAIR_LENGTH:
-        return first, offset + 1
+def _long_length(data: bytes, offset: int) -> tuple[int, int]:
+    """The four-byte form at ``offset`` (high bit set): (length, offset after it)."""
     if offset + 4 > len(data):
         raise RemoteProtocolError("name-value pair truncated inside a length (§3.4)")
     return _LONG.unpack_from(data, offset)[0] & MAX_PAIR_LENGTH, offset + 4
@@ -56,15 +51,17 @@ def decode_pairs(data: bytes, *, max_pairs: int) -> list[Pair]:
     while offset < end:
         # The one-byte form is by far the most common (§3.4): take it without a call.
         name_length = data[offset]
-        if name_length <= MAX_SHORT_PAIR_LENGTH:
-            offset += 1
+        if name_length > MAX_SHORT_PAIR_LENGTH:
+            name_length, offset = _long_length(data, offset)
         else:
-            name_length, offset = _decode_length(data, offset)
-        if offset < end and data[offset] <= MAX_SHORT_PAIR_LENGTH:
-            value_length = data[offset]
             offset += 1
+        if offset >= end:
+            raise RemoteProtocolError("name-value pair truncated inside a length (§3.4)")
+        value_length = data[offset]
+        if value_length > MAX_SHORT_PAIR_LENGTH:
+            value_length, offset = _long_length(data, offset)
         else:
-            value_length, offset = _decode_length(data, offset)
+            offset += 1
         value_start = offset + name_length
         value_end = value_start + value_length
         if value_end > end:
