@@ -139,7 +139,7 @@ http {{
     server {{
         listen 127.0.0.1:{port};
         server_name localhost;
-        location / {{
+        location {location} {{
             include {fastcgi_params};
             fastcgi_pass fcgigw;
             {keep_conn}
@@ -158,7 +158,7 @@ def nginx_binary() -> str | None:
 
 @contextlib.contextmanager
 def run_nginx(
-    upstream: str, *, keepalive: bool = False, extra: str = ""
+    upstream: str, *, keepalive: bool = False, extra: str = "", location: str = "/"
 ) -> Iterator[RunningProcess]:
     """nginx (stock Debian fastcgi_params) on 127.0.0.1 in front of a FastCGI ``upstream``."""
     binary = nginx_binary()
@@ -177,6 +177,7 @@ def run_nginx(
             keep_conn="fastcgi_keep_conn on;" if keepalive else "",
             fastcgi_params="/etc/nginx/fastcgi_params",
             extra=extra,
+            location=location,
         )
     )
     log_path = workdir / "error.log"

@@ -88,3 +88,13 @@ ROUTES: dict[str, Callable[[dict[str, Any], StartResponse], Iterable[bytes]]] = 
     "slow": slow,
     "errors": errors,
 }
+
+
+def lines(environ: dict[str, Any], start_response: StartResponse) -> Iterator[bytes]:
+    """Echo each request line upper-cased as soon as it arrives: streaming in both ways."""
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    for line in environ["wsgi.input"]:
+        yield line.upper()
+
+
+ROUTES["lines"] = lines

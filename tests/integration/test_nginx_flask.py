@@ -153,3 +153,20 @@ def test_one_hundred_sequential_requests_on_one_client_connection(nginx_flask: S
     finally:
         connection.close()
     assert statuses == [200] * 100
+
+
+def test_sub_path_mount_with_root_path() -> None:
+    """nginx `location /app/` with stock params: the whole path arrives in SCRIPT_NAME;
+    --root-path /app gives Flask the right script_root, so its URLs keep the prefix."""
+    from servers import nginx_binary, run_fcgigw, run_nginx
+
+    if nginx_binary() is None:
+        pytest.skip("nginx is not installed (apt-get install nginx-light)")
+    with (
+        run_fcgigw("--root-path", "/app", "examples.flask_app:app") as fcgigw,
+        run_nginx(fcgigw.address, location="/app/") as nginx,
+    ):
+        seen = echo(nginx, "/app/echo?x=1")
+        status, headers, _ = http_request(nginx, "GET", "/app/go")
+    assert (seen["script_root"], seen["path"]) == ("/app", "/echo")
+    assert (status, headers["Location"]) == (302, "/app/")

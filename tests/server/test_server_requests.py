@@ -223,3 +223,20 @@ def test_peer_closing_mid_request_does_not_hurt_the_server(server: RunningProces
             fcgi.sock.shutdown(socket.SHUT_RDWR)
     with client(server) as fcgi:
         assert fcgi.request(build_params("GET", "/hello")).status == 200
+
+
+def test_the_app_reads_the_body_as_it_arrives_and_answers_before_it_ends(
+    server: RunningProcess,
+) -> None:
+    with client(server) as fcgi:
+        fcgi.begin(build_params("POST", "/lines"))
+        fcgi.send_event(InputData(1, b"first line\n"))
+        seen = b""
+        while b"FIRST LINE" not in seen:  # the rest of the body has not been sent yet
+            event = fcgi.next_event()
+            assert isinstance(event, OutputData)
+            seen += event.data
+        fcgi.send_event(InputData(1, b"second line\n"))
+        fcgi.send_stream(1, b"", RecordType.STDIN)
+        rest = fcgi.read_response(1)
+    assert rest.stdout == b"SECOND LINE\n"

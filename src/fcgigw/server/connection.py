@@ -153,8 +153,14 @@ class ServedConnection:
         while (event := self._next_event(wait=None)) is not None:
             channel = self._dispatch(event)
             if channel is not None:
-                with self.lock:
-                    self._pending.append(channel)
+                self._hand_to_pool(channel)
+
+    def _hand_to_pool(self, channel: SocketChannel) -> None:
+        """A request multiplexed beside one already running here: another thread may take it,
+        or the owner runs it when it is free (so one thread cannot deadlock)."""
+        with self.lock:
+            self._pending.append(channel)
+        self._submit(self._run_pending)
 
     def _claim_pending(self) -> SocketChannel | None:
         """A multiplexed request nobody has started yet, now owned by the caller."""
@@ -189,11 +195,7 @@ class ServedConnection:
             if event is not None:
                 channel = self._dispatch(event)
                 if channel is not None:
-                    # A request multiplexed beside the caller's: another thread may take it, or
-                    # the owner runs it when it is free (so one thread cannot deadlock).
-                    with self.lock:
-                        self._pending.append(channel)
-                    self._submit(self._run_pending)
+                    self._hand_to_pool(channel)
         finally:
             self.reader.release()
             with self.condition:
