@@ -60,7 +60,7 @@ def wait_for(check: object, what: str, seconds: float = 15.0) -> None:
 def start_fcgigw() -> subprocess.Popen[bytes]:
     command = [sys.executable, "-m", "fcgigw", "--bind", FASTCGI_ADDRESS, "--access-log"]
     command.append("examples.flask_app:app")
-    print("$", " ".join(command[1:]), flush=True)
+    print("$ python3", " ".join(command[1:]), flush=True)
     return subprocess.Popen(command, cwd=HERE.parent)
 
 

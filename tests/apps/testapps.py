@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -58,6 +59,7 @@ def fail_midway(environ: dict[str, Any], start_response: StartResponse) -> Itera
 def slow(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
     """Sleeps for ?seconds=S (default 0.5) before answering: shows concurrency."""
     seconds = float(environ["QUERY_STRING"].partition("=")[2] or 0.5)
+    print(f"slow request started ({seconds} s)", file=sys.stderr, flush=True)
     time.sleep(seconds)
     start_response("200 OK", [("Content-Type", "text/plain")])
     return [f"slept {seconds}".encode()]

@@ -9,6 +9,7 @@ import socket
 import stat
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -91,10 +92,11 @@ def test_sigterm_lets_a_running_request_finish_then_exits_0() -> None:
 
         thread = threading.Thread(target=slow)
         thread.start()
-        deadline_probe = 0
-        while "GET" not in server.log() and deadline_probe < 200:  # the request has begun
-            threading.Event().wait(0.01)
-            deadline_probe += 1
+        for _ in range(1000):  # until the app is inside the request (bounded: 10 s)
+            if "slow request started" in server.log():
+                break
+            time.sleep(0.01)
+        assert "slow request started" in server.log()
         server.process.send_signal(signal.SIGTERM)
         thread.join(TIMEOUT)
         assert server.process.wait(TIMEOUT) == 0
