@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from servers import run_fcgigw, run_nginx  # noqa: E402
+from servers import run_fcgigw, run_nginx
 
 
 def wrk(url: str, seconds: int, connections: int) -> dict[str, str]:
