@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import struct
-from collections import deque
-
 from .constants import (
     FCGI_KEEP_CONN,
+    KNOWN_TYPES,
     NULL_REQUEST_ID,
     WEB_SERVER_TYPES,
     ProtocolStatus,
@@ -14,28 +12,22 @@ from .constants import (
 )
 from .errors import LocalProtocolError, RemoteProtocolError
 from .events import (
-    NEED_DATA,
     AbortRequest,
     ClientEvent,
-    ConnectionClosed,
     EndRequest,
     GetValues,
     GetValuesResult,
     InputData,
     InputEnd,
-    NeedData,
     OutputData,
     OutputEnd,
     RequestStarted,
     UnknownType,
 )
-from .framing import RecordBuffer
+from .framing import RecordConnection
 from .pairs import decode_pairs, encode_pairs
-from .records import build_record, build_stream_records
+from .records import BEGIN_REQUEST_BODY, END_REQUEST_BODY, build_record, build_stream_records
 
-_BEGIN_BODY = struct.Struct(">HB5x")
-_END_BODY = struct.Struct(">IB3x")
-_KNOWN_TYPES = frozenset(int(t) for t in RecordType)
 _INPUT_STREAMS = (RecordType.STDIN, RecordType.DATA)
 #: GET_VALUES_RESULT carries a handful of pairs; bound it like any peer input.
 _MAX_RESULT_PAIRS = 1000
@@ -43,34 +35,20 @@ _MAX_RESULT_PAIRS = 1000
 ClientSendable = RequestStarted | InputData | InputEnd | AbortRequest | GetValues
 
 
-class ClientConnection:
+class ClientConnection(RecordConnection[ClientEvent]):
     """One transport connection as the web server (or our client) sees it."""
 
     def __init__(self) -> None:
-        self._records = RecordBuffer()
+        super().__init__()
         self._active: set[int] = set()
-        self._events: deque[ClientEvent] = deque()
 
     @property
     def active_requests(self) -> frozenset[int]:
         """Request ids begun and not yet answered with END_REQUEST."""
         return frozenset(self._active)
 
-    def receive_data(self, data: bytes) -> None:
-        """Feed bytes read from the socket; ``b""`` when the application closed."""
-        self._records.feed(data)
-
-    def next_event(self) -> ClientEvent | NeedData:
-        """The next event, NEED_DATA when more bytes are needed, ConnectionClosed at the end."""
-        while not self._events:
-            record = self._records.next_record()
-            if record is None:
-                return ConnectionClosed() if self._records.closed else NEED_DATA
-            self._handle_record(*record)
-        return self._events.popleft()
-
     def _handle_record(self, record_type: int, request_id: int, content: bytes) -> None:
-        if record_type not in _KNOWN_TYPES or record_type in WEB_SERVER_TYPES:
+        if record_type not in KNOWN_TYPES or record_type in WEB_SERVER_TYPES:
             raise RemoteProtocolError(f"record type {record_type} sent to the web server")
         if record_type == RecordType.GET_VALUES_RESULT:
             pairs = decode_pairs(content, max_pairs=_MAX_RESULT_PAIRS)
@@ -82,9 +60,9 @@ class ClientConnection:
         elif request_id not in self._active:
             raise RemoteProtocolError(f"record for request {request_id}, which is not active")
         elif record_type == RecordType.END_REQUEST:
-            if len(content) != _END_BODY.size:
+            if len(content) != END_REQUEST_BODY.size:
                 raise RemoteProtocolError(f"END_REQUEST body of {len(content)} bytes (§5.5)")
-            app_status, status = _END_BODY.unpack(content)
+            app_status, status = END_REQUEST_BODY.unpack(content)
             if status not in ProtocolStatus._value2member_map_:
                 raise RemoteProtocolError(f"unknown protocolStatus {status} (§5.5)")
             self._active.discard(request_id)
@@ -120,7 +98,7 @@ class ClientConnection:
             raise LocalProtocolError(f"request {event.request_id} is already active")
         self._active.add(event.request_id)
         flags = FCGI_KEEP_CONN if event.keep_connection else 0
-        body = _BEGIN_BODY.pack(event.role, flags)
+        body = BEGIN_REQUEST_BODY.pack(event.role, flags)
         params = encode_pairs(event.params)
         return b"".join(
             (

@@ -7,15 +7,13 @@ UNKNOWN_TYPE, refused requests), which §4.1 says should "not involve the applic
 
 from __future__ import annotations
 
-import struct
-from collections import deque
-
 from .constants import (
     APPLICATION_TYPES,
     FCGI_KEEP_CONN,
     FCGI_MAX_CONNS,
     FCGI_MAX_REQS,
     FCGI_MPXS_CONNS,
+    KNOWN_TYPES,
     NULL_REQUEST_ID,
     ProtocolStatus,
     RecordType,
@@ -23,26 +21,20 @@ from .constants import (
 )
 from .errors import LocalProtocolError, RemoteProtocolError
 from .events import (
-    NEED_DATA,
     AbortRequest,
-    ConnectionClosed,
     EndRequest,
     InputData,
     InputEnd,
-    NeedData,
     OutputData,
     RequestStarted,
     ServerEvent,
 )
-from .framing import RecordBuffer
+from .framing import RecordConnection
 from .pairs import decode_pairs, encode_pairs
-from .records import build_record, build_stream_records
+from .records import BEGIN_REQUEST_BODY, END_REQUEST_BODY, build_record, build_stream_records
 from .settings import ProtocolSettings
 from .state import NEXT_STATE, TRANSITIONS, Action, InputState
 
-_BEGIN_BODY = struct.Struct(">HB5x")
-_END_BODY = struct.Struct(">IB3x")
-_KNOWN_TYPES = frozenset(int(t) for t in RecordType)
 _ROLES = frozenset(int(r) for r in Role)
 
 
@@ -50,7 +42,9 @@ def end_request_record(request_id: int, app_status: int, status: ProtocolStatus)
     """An END_REQUEST record (§5.5)."""
     if not 0 <= app_status <= 0xFFFFFFFF:
         raise LocalProtocolError(f"appStatus {app_status} does not fit in four bytes (§5.5)")
-    return build_record(RecordType.END_REQUEST, request_id, _END_BODY.pack(app_status, status))
+    return build_record(
+        RecordType.END_REQUEST, request_id, END_REQUEST_BODY.pack(app_status, status)
+    )
 
 
 class _Request:
@@ -67,14 +61,13 @@ class _Request:
         self.stderr_used = False
 
 
-class ServerConnection:
+class ServerConnection(RecordConnection[ServerEvent]):
     """One transport connection as the FastCGI application sees it."""
 
     def __init__(self, settings: ProtocolSettings | None = None) -> None:
+        super().__init__()
         self.settings = settings or ProtocolSettings()
-        self._records = RecordBuffer()
         self._requests: dict[int, _Request] = {}
-        self._events: deque[ServerEvent] = deque()
         self._outbox: list[bytes] = []
         self._close_when_idle = False
 
@@ -102,19 +95,6 @@ class ServerConnection:
 
     # -- receiving ---------------------------------------------------------------------------
 
-    def receive_data(self, data: bytes) -> None:
-        """Feed bytes read from the socket; ``b""`` when the peer closed."""
-        self._records.feed(data)
-
-    def next_event(self) -> ServerEvent | NeedData:
-        """The next event, NEED_DATA when more bytes are needed, ConnectionClosed at the end."""
-        while not self._events:
-            record = self._records.next_record()
-            if record is None:
-                return ConnectionClosed() if self._records.closed else NEED_DATA
-            self._handle_record(*record)
-        return self._events.popleft()
-
     def data_to_send(self) -> bytes:
         """Bytes the protocol produced by itself; send them before anything else."""
         data = b"".join(self._outbox)
@@ -122,7 +102,7 @@ class ServerConnection:
         return data
 
     def _handle_record(self, record_type: int, request_id: int, content: bytes) -> None:
-        if record_type not in _KNOWN_TYPES:
+        if record_type not in KNOWN_TYPES:
             # §4.2: answer an unknown management type; the connection stays usable. An unknown
             # type on a request id is ignored, like any record the application cannot place.
             if request_id == NULL_REQUEST_ID:
@@ -169,11 +149,11 @@ class ServerConnection:
     # -- application records (§5) ----------------------------------------------------------
 
     def _begin_request(self, request_id: int, content: bytes) -> None:
-        if len(content) != _BEGIN_BODY.size:
+        if len(content) != BEGIN_REQUEST_BODY.size:
             raise RemoteProtocolError(f"BEGIN_REQUEST body of {len(content)} bytes, not 8 (§5.1)")
         if request_id in self._requests:
             raise RemoteProtocolError(f"BEGIN_REQUEST for request {request_id}, already active")
-        role_number, flags = _BEGIN_BODY.unpack(content)
+        role_number, flags = BEGIN_REQUEST_BODY.unpack(content)
         keep_connection = bool(flags & FCGI_KEEP_CONN)
         refusal = self._refusal(role_number)
         if refusal is not None:

@@ -86,3 +86,6 @@ APPLICATION_TYPES = frozenset(
 MANAGEMENT_TYPES = frozenset(
     {RecordType.GET_VALUES, RecordType.GET_VALUES_RESULT, RecordType.UNKNOWN_TYPE}
 )
+
+#: §8: every record type this version defines.
+KNOWN_TYPES = frozenset(int(t) for t in RecordType)

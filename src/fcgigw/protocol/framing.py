@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+from collections import deque
+from typing import Generic, TypeVar
+
 from .constants import HEADER_LEN
 from .errors import RemoteProtocolError
+from .events import NEED_DATA, ConnectionClosed, NeedData
 from .records import parse_header
+
+Event = TypeVar("Event")
 
 # Compact the buffer once this many consumed bytes sit at its front (avoids a memmove per record).
 _COMPACT_AFTER_BYTES = 64 * 1024
@@ -61,3 +68,28 @@ class RecordBuffer:
     def _check_not_truncated(self, available: int) -> None:
         if self._eof and available:
             raise RemoteProtocolError(f"connection closed inside a record ({available} bytes)")
+
+
+class RecordConnection(ABC, Generic[Event]):
+    """What both ends share: bytes in, whole records to ``_handle_record``, events out."""
+
+    def __init__(self) -> None:
+        self._records = RecordBuffer()
+        self._events: deque[Event] = deque()
+
+    def receive_data(self, data: bytes) -> None:
+        """Feed bytes read from the socket; ``b""`` when the peer closed."""
+        self._records.feed(data)
+
+    def next_event(self) -> Event | ConnectionClosed | NeedData:
+        """The next event, NEED_DATA when more bytes are needed, ConnectionClosed at the end."""
+        while not self._events:
+            record = self._records.next_record()
+            if record is None:
+                return ConnectionClosed() if self._records.closed else NEED_DATA
+            self._handle_record(*record)
+        return self._events.popleft()
+
+    @abstractmethod
+    def _handle_record(self, record_type: int, request_id: int, content: bytes) -> None:
+        """Turn one whole record into events (each end knows its own record types)."""

@@ -16,6 +16,10 @@ from .errors import LocalProtocolError, RemoteProtocolError
 # §3.3: version, type, requestId (B1 B0), contentLength (B1 B0), paddingLength, reserved.
 _HEADER = struct.Struct(">BBHHBx")
 _PADDING = bytes(7)
+#: §5.1 FCGI_BeginRequestBody: role, flags, five reserved bytes.
+BEGIN_REQUEST_BODY = struct.Struct(">HB5x")
+#: §5.5 FCGI_EndRequestBody: appStatus, protocolStatus, three reserved bytes.
+END_REQUEST_BODY = struct.Struct(">IB3x")
 
 
 @dataclass(frozen=True, slots=True)
