@@ -31,8 +31,8 @@ def wrk(url: str, seconds: int, connections: int) -> dict[str, str]:
     ).stdout
     found = {
         "req/s": re.search(r"Requests/sec:\s+([\d.]+)", output),
-        "p50": re.search(r"50%\s+(\S+)", output),
-        "p99": re.search(r"99%\s+(\S+)", output),
+        "p50": re.search(r"^\s+50%\s+(\S+)", output, re.MULTILINE),
+        "p99": re.search(r"^\s+99%\s+(\S+)", output, re.MULTILINE),
         "errors": re.search(r"Non-2xx or 3xx responses: (\d+)", output),
     }
     return {k: (m.group(1) if m else "0") for k, m in found.items()}
