@@ -8,16 +8,20 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from .adapters.app_loader import AppLoadError, detect_interface, import_app
+from .adapters.app_loader import AppLoadError, as_asgi3, detect_interface, import_app
+from .adapters.lifespan import LifespanFailure
 from .config import Config, load_config, parse_value, setting_fields
+from .server.aio import AsyncServer
 from .server.listeners import BindError
 from .server.logs import configure_logging
+from .server.server import Server
 
 #: Exit codes, named so a supervisor can tell "fix your config" from a crash.
 EXIT_OK = 0
 EXIT_CONFIG = 2
 EXIT_APP_LOAD = 3
 EXIT_BIND = 4
+EXIT_LIFESPAN = 5
 
 logger = logging.getLogger("fcgigw")
 
@@ -73,32 +77,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG
     configure_logging(config.log_level)
     try:
-        app = load_app(config)
+        app, interface = load_app(config)
     except AppLoadError as error:
         print(f"fcgigw: {error}", file=sys.stderr)
         return EXIT_APP_LOAD
-    from .server.server import Server
-
     try:
-        server = Server(app, config)
+        server = make_server(app, interface, config)
     except BindError as error:
         print(f"fcgigw: {error}", file=sys.stderr)
         return EXIT_BIND
-    server.serve_forever()
+    try:
+        server.serve_forever()
+    except LifespanFailure as error:
+        print(f"fcgigw: {error}", file=sys.stderr)
+        return EXIT_LIFESPAN
     return EXIT_OK
 
 
-def load_app(config: Config) -> Any:
-    """The application to serve: APP, or the diagnostics page when none is given."""
+def load_app(config: Config) -> tuple[Any, str]:
+    """The application to serve and its interface: APP, or the diagnostics page."""
     if config.app is None:
         from .diagnostics import app as diagnostics_app
 
         logger.info("no APP given: serving the diagnostics page")
-        return diagnostics_app
+        return diagnostics_app, "wsgi"
     app = import_app(config.app, factory=config.factory)
     interface = detect_interface(app) if config.interface == "auto" else config.interface
-    if interface != "wsgi":
-        raise AppLoadError(
-            f"{config.app} is an ASGI application; ASGI support is not in this version"
-        )
-    return app
+    return (as_asgi3(app) if interface == "asgi" else app), interface
+
+
+def make_server(app: Any, interface: str, config: Config) -> Server | AsyncServer:
+    """The threaded server for WSGI, the asyncio one for ASGI."""
+    if interface == "asgi":
+        return AsyncServer(app, config)
+    return Server(app, config)

@@ -16,6 +16,7 @@ from .protocol import ProtocolSettings, Role
 
 ROLE_NAMES = {role.name.lower(): role for role in Role}
 INTERFACES = ("auto", "wsgi", "asgi")
+LIFESPAN_MODES = ("auto", "on", "off")
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 
 
@@ -36,6 +37,10 @@ class Config:
         default=("127.0.0.1:9000",),
     )
     interface: str = _setting("application interface: auto, wsgi or asgi", default="auto")
+    lifespan: str = _setting(
+        "ASGI lifespan: auto (used when the app supports it), on (required) or off",
+        default="auto",
+    )
     factory: bool = _setting("APP names a callable returning the application", default=False)
     threads: int = _setting(
         "threads for WSGI requests; extra ones serve only while others wait on I/O", default=8
@@ -79,6 +84,8 @@ class Config:
     def __post_init__(self) -> None:
         if self.interface not in INTERFACES:
             raise ValueError(f"interface must be one of {', '.join(INTERFACES)}")
+        if self.lifespan not in LIFESPAN_MODES:
+            raise ValueError(f"lifespan must be one of {', '.join(LIFESPAN_MODES)}")
         if self.log_level not in LOG_LEVELS:
             raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
         if not self.bind:

@@ -8,6 +8,8 @@ import os
 import sys
 from typing import Any
 
+from asgiref.compatibility import guarantee_single_callable
+
 
 class AppLoadError(Exception):
     """The application could not be imported; the message is one line for the operator."""
@@ -41,10 +43,19 @@ def import_app(spec: str, *, factory: bool = False) -> Any:
 
 
 def detect_interface(app: Any) -> str:
-    """ "asgi" for ``async def app(scope, receive, send)`` or an object whose ``__call__`` is
-    a coroutine function, else "wsgi"."""
+    """ "asgi" for ``async def app(scope, receive, send)``, an object whose ``__call__`` is a
+    coroutine function, or an ASGI 2 class (instantiated with the scope, then awaited with
+    receive and send); else "wsgi"."""
     if inspect.iscoroutinefunction(app):
         return "asgi"
+    if inspect.isclass(app):
+        call = inspect.getattr_static(app, "__call__", None)  # the instances' __call__, via MRO
+        return "asgi" if inspect.iscoroutinefunction(call) else "wsgi"
     if not inspect.isroutine(app) and inspect.iscoroutinefunction(type(app).__call__):
         return "asgi"
     return "wsgi"
+
+
+def as_asgi3(app: Any) -> Any:
+    """ASGI 2 double-callables become ASGI 3 single callables (asgiref's own adapter)."""
+    return guarantee_single_callable(app)  # type: ignore[no-untyped-call]

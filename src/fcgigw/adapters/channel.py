@@ -14,8 +14,9 @@ from ..protocol import Role
 Params = tuple[tuple[bytes, bytes], ...]
 
 
-class ClientDisconnected(Exception):
-    """The web server went away (EOF, RST, write error) or aborted the request (§5.4)."""
+class ClientDisconnected(OSError):
+    """The web server went away (EOF, RST, write error) or aborted the request (§5.4). An
+    OSError, as the ASGI spec asks of send() on a closed connection."""
 
 
 class RequestChannel(Protocol):

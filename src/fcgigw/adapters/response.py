@@ -5,9 +5,10 @@ Content-Length accounting, HEAD bodies, and when the headers go out.
 from __future__ import annotations
 
 import logging
+import traceback
 from collections.abc import Iterable
 
-from .channel import RequestChannel
+from .channel import ClientDisconnected, RequestChannel
 
 logger = logging.getLogger("fcgigw.response")
 
@@ -16,6 +17,10 @@ _TOKEN_CHARS = frozenset(
     b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 )
 _FORBIDDEN_VALUE_BYTES = frozenset(b"\r\n\x00")
+
+
+#: appStatus (§5.5) when the application failed: what a CGI program's exit status would say.
+APP_STATUS_ERROR = 1
 
 
 class InvalidResponse(ValueError):
@@ -151,3 +156,24 @@ def error_response(
         (b"Content-Length", str(len(body)).encode()),
     ]
     return f"{code} {reason}".encode(), headers, body
+
+
+def fail_request(channel: RequestChannel, writer: ResponseWriter, error: BaseException) -> None:
+    """End a request whose application failed: a 500 when the headers are not out yet, else a
+    cut response; the traceback is logged and sent to the web server's error log (FCGI_STDERR),
+    never to the client. Shared by WSGI and ASGI."""
+    logger.error("request %d: application error", channel.request_id, exc_info=error)
+    text = "".join(traceback.format_exception(error))
+    try:
+        channel.send_stderr(text.encode("utf-8", "backslashreplace"))
+        if writer.headers_sent:
+            channel.finish(APP_STATUS_ERROR)
+            return
+        status, headers, body = error_response(
+            500, "Internal Server Error", "The application failed."
+        )
+        fallback = ResponseWriter(channel)
+        fallback.start(status, headers)
+        fallback.finish(APP_STATUS_ERROR, body)
+    except ClientDisconnected:
+        channel.finish(APP_STATUS_ERROR)

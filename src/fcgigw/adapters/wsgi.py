@@ -8,14 +8,13 @@ traceback logged and sent on FCGI_STDERR; the server keeps serving.
 from __future__ import annotations
 
 import logging
-import traceback
 from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any
 
 from .channel import ClientDisconnected, RequestChannel
 from .params import wsgi_environ
-from .response import InvalidResponse, ResponseWriter, error_response
+from .response import APP_STATUS_ERROR, InvalidResponse, ResponseWriter, fail_request
 from .streams import ErrorStream, FileWrapper, InputStream
 
 logger = logging.getLogger("fcgigw.wsgi")
@@ -23,9 +22,6 @@ logger = logging.getLogger("fcgigw.wsgi")
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
 StartResponse = Callable[..., Callable[[bytes], None]]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
-
-#: appStatus (§5.5) when the application failed: what a CGI program's exit status would say.
-APP_STATUS_ERROR = 1
 
 
 def build_environ(channel: RequestChannel, root_path: str) -> dict[str, Any]:
@@ -93,7 +89,7 @@ def run_wsgi(app: WSGIApp, channel: RequestChannel, *, root_path: str = "") -> N
         logger.info("request %d: the web server went away mid-response", channel.request_id)
         channel.finish(APP_STATUS_ERROR)
     except Exception as error:
-        _fail(channel, writer, error)
+        fail_request(channel, writer, error)
     else:
         writer.finish(0, last_chunk)
 
@@ -125,23 +121,3 @@ def _checked(chunk: object) -> bytes:
     if type(chunk) is not bytes:
         raise InvalidResponse(f"response body items must be bytes, not {type(chunk).__name__}")
     return chunk
-
-
-def _fail(channel: RequestChannel, writer: ResponseWriter, error: Exception) -> None:
-    """A 500 when the headers are not out yet, else a cut response; the traceback is logged
-    and sent to the web server's error log, never to the client."""
-    logger.error("request %d: application error", channel.request_id, exc_info=error)
-    text = "".join(traceback.format_exception(error))
-    try:
-        channel.send_stderr(text.encode("utf-8", "backslashreplace"))
-        if writer.headers_sent:
-            channel.finish(APP_STATUS_ERROR)
-            return
-        status, headers, body = error_response(
-            500, "Internal Server Error", "The application failed."
-        )
-        fallback = ResponseWriter(channel)
-        fallback.start(status, headers)
-        fallback.finish(APP_STATUS_ERROR, body)
-    except ClientDisconnected:
-        channel.finish(APP_STATUS_ERROR)

@@ -9,6 +9,7 @@ import socket
 import stat
 
 from ..address import Address
+from ..config import Config
 
 logger = logging.getLogger("fcgigw.server")
 
@@ -102,6 +103,19 @@ def _inherited(fd: int) -> socket.socket:
         sock.detach()
         raise BindError(f"cannot use fd://{fd}: the socket is not listening")
     return sock
+
+
+def open_listeners(config: Config) -> list[socket.socket]:
+    """Every --bind address as a listening socket; all or none (a failure closes the rest)."""
+    opened: list[socket.socket] = []
+    try:
+        for address in config.addresses:
+            opened.append(open_listener(address, config.socket_mode))
+    except BaseException:
+        for sock in opened:
+            sock.close()
+        raise
+    return opened
 
 
 def describe(sock: socket.socket) -> str:

@@ -5,8 +5,21 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from typing import Protocol
 
-from .channel import SocketChannel
+from ..adapters.channel import Params
+
+
+class Logged(Protocol):
+    """What the access log reads from a finished request (either server's channel)."""
+
+    @property
+    def params(self) -> Params: ...
+
+    started_at: float
+    status: bytes
+    bytes_sent: int
+
 
 access_logger = logging.getLogger("fcgigw.access")
 
@@ -23,7 +36,7 @@ def configure_logging(level: str) -> None:
     root.propagate = False
 
 
-def log_access(channel: SocketChannel) -> None:
+def log_access(channel: Logged) -> None:
     """A combined-log-like line: client, method, URI, status, bytes, milliseconds."""
     params = dict(channel.params)
     elapsed_ms = (time.monotonic() - channel.started_at) * 1000

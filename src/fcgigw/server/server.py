@@ -13,7 +13,7 @@ from ..adapters.wsgi import WSGIApp, run_wsgi
 from ..config import Config
 from .channel import SocketChannel
 from .connection import ServedConnection
-from .listeners import describe, open_listener
+from .listeners import describe, open_listeners
 from .logs import log_access
 from .peers import PeerAllowlist
 from .pool import Dispatcher, WorkerThreads
@@ -32,7 +32,7 @@ class Server:
     ) -> None:
         self.app = app
         self.config = config
-        self.listeners = listeners if listeners is not None else self._open_listeners()
+        self.listeners = listeners if listeners is not None else open_listeners(config)
         self._allowlist = PeerAllowlist(config.allow_from)
         self._dispatcher = Dispatcher(self.listeners, self._allowlist)
         self._dispatcher.on_accept = self._on_accept
@@ -40,17 +40,6 @@ class Server:
         self._threads = WorkerThreads(self._dispatcher, config.threads)
         self._stop_requested = threading.Event()
         self._fast_stop = False
-
-    def _open_listeners(self) -> list[socket.socket]:
-        opened: list[socket.socket] = []
-        try:
-            for address in self.config.addresses:
-                opened.append(open_listener(address, self.config.socket_mode))
-        except BaseException:
-            for sock in opened:
-                sock.close()
-            raise
-        return opened
 
     @property
     def addresses(self) -> list[str]:

@@ -1,0 +1,192 @@
+"""Run an ASGI 3 application for one FastCGI request (ASGI HTTP spec 2.x).
+
+The scope comes from the one params translator; the response goes through the same
+ResponseWriter as WSGI. The channel is asynchronous for input, drain and disconnect, and
+synchronous for writes, which the transport buffers.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from http import HTTPStatus
+from typing import Any, Protocol
+
+from .channel import ClientDisconnected, RequestChannel
+from .params import (
+    address_pair,
+    asgi_headers,
+    asgi_path,
+    http_version,
+    raw_path,
+    split_script_path,
+    url_scheme,
+)
+from .response import APP_STATUS_ERROR, InvalidResponse, ResponseWriter, fail_request
+
+logger = logging.getLogger("fcgigw.asgi")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+ASGI_VERSION = {"version": "3.0", "spec_version": "2.4"}
+#: Bytes read from a file per record batch for http.response.pathsend.
+PATHSEND_CHUNK_BYTES = 256 * 1024
+
+
+class AsyncRequestChannel(RequestChannel, Protocol):
+    """A RequestChannel that also waits: for body bytes, for the socket to drain, for the end."""
+
+    async def receive_input(self) -> tuple[bytes, bool]:
+        """The next STDIN bytes and whether more follow (False at STDIN's empty record)."""
+
+    async def drain(self) -> None:
+        """Wait until the transport's buffer is below its high-water mark (backpressure)."""
+
+    async def wait_disconnected(self) -> None:
+        """Wait until the web server leaves, aborts the request, or the response is done."""
+
+
+def build_scope(
+    channel: RequestChannel, root_path: str, state: dict[str, Any] | None = None
+) -> Scope:
+    """The HTTP connection scope for this request."""
+    cgi = {name.decode("latin-1"): value.decode("latin-1") for name, value in channel.params}
+    script_name, path_info = split_script_path(
+        cgi.get("SCRIPT_NAME"), cgi.get("PATH_INFO"), root_path
+    )
+    # ASGI 2.x: path includes root_path (Starlette and Django strip it themselves).
+    full_path = script_name + path_info
+    scope: Scope = {
+        "type": "http",
+        "asgi": dict(ASGI_VERSION),
+        "http_version": http_version(cgi.get("SERVER_PROTOCOL")),
+        "method": cgi.get("REQUEST_METHOD", "GET").upper(),
+        "scheme": url_scheme(cgi.get("HTTPS"), cgi.get("REQUEST_SCHEME")),
+        "path": asgi_path(full_path),
+        "raw_path": raw_path(cgi.get("REQUEST_URI"), full_path),
+        "query_string": cgi.get("QUERY_STRING", "").encode("latin-1"),
+        "root_path": asgi_path(script_name),
+        "headers": asgi_headers(channel.params),
+        "client": address_pair(cgi.get("REMOTE_ADDR"), cgi.get("REMOTE_PORT")),
+        "server": address_pair(
+            cgi.get("SERVER_ADDR") or cgi.get("SERVER_NAME"), cgi.get("SERVER_PORT")
+        ),
+        "extensions": {
+            "fastcgi": {"params": channel.params, "role": channel.role.name},
+            "http.response.pathsend": {},
+        },
+    }
+    if state is not None:
+        scope["state"] = dict(state)  # a shallow copy per request (lifespan spec)
+    return scope
+
+
+class _Cycle:
+    """One request/response cycle: the receive and send callables the app gets."""
+
+    def __init__(self, channel: AsyncRequestChannel, writer: ResponseWriter) -> None:
+        self.channel = channel
+        self.writer = writer
+        self.body_done = False
+        self.response_done = False
+
+    async def receive(self) -> Message:
+        if not self.body_done and not self.response_done and not self.channel.aborted:
+            body, more = await self.channel.receive_input()
+            self.body_done = not more
+            if body or not self.channel.aborted:
+                return {"type": "http.request", "body": body, "more_body": more}
+        await self.channel.wait_disconnected()
+        return {"type": "http.disconnect"}
+
+    async def send(self, message: Message) -> None:
+        kind = message.get("type")
+        if self.response_done:
+            raise InvalidResponse(f"{kind} sent after the response ended")
+        if self.channel.aborted:
+            raise ClientDisconnected("the web server went away")
+        if kind == "http.response.start":
+            await self._start(message)
+        elif kind == "http.response.body":
+            await self._body(message.get("body", b""), more=message.get("more_body", False))
+        elif kind == "http.response.pathsend":
+            await self._pathsend(message["path"])
+        else:
+            raise InvalidResponse(f"unexpected ASGI message {kind!r}")
+
+    async def _start(self, message: Message) -> None:
+        if self.writer.started:
+            raise InvalidResponse("http.response.start sent twice")
+        status = int(message["status"])
+        headers = [(bytes(name), bytes(value)) for name, value in message.get("headers", ())]
+        self.writer.start(_status_line(status), headers)
+
+    async def _body(self, body: bytes, *, more: bool) -> None:
+        if not self.writer.started:
+            raise InvalidResponse("http.response.body sent before http.response.start")
+        if not isinstance(body, bytes):
+            raise InvalidResponse(f"body must be bytes, not {type(body).__name__}")
+        if more:
+            self.writer.write(body)
+            await self.channel.drain()
+            return
+        self.response_done = True
+        self.writer.finish(0, body)
+
+    async def _pathsend(self, path: str) -> None:
+        """http.response.pathsend: the file goes out in large reads, drained as it goes."""
+        if not self.writer.started:
+            raise InvalidResponse("http.response.pathsend sent before http.response.start")
+        with open(path, "rb") as file:
+            while chunk := file.read(PATHSEND_CHUNK_BYTES):
+                self.writer.write(chunk)
+                await self.channel.drain()
+        self.response_done = True
+        self.writer.finish(0)
+
+
+def _status_line(status: int) -> bytes:
+    try:
+        reason = HTTPStatus(status).phrase
+    except ValueError:
+        reason = ""
+    return f"{status} {reason}".rstrip().encode("latin-1")
+
+
+async def run_asgi(
+    app: ASGIApp,
+    channel: AsyncRequestChannel,
+    *,
+    root_path: str = "",
+    state: dict[str, Any] | None = None,
+) -> None:
+    """Call ``app`` for the request on ``channel`` and end the request, whatever happens."""
+    scope = build_scope(channel, root_path, state)
+    writer = ResponseWriter(channel, head_request=scope["method"] == "HEAD")
+    cycle = _Cycle(channel, writer)
+    try:
+        await app(scope, cycle.receive, cycle.send)
+    except ClientDisconnected:
+        logger.info("request %d: the web server went away mid-response", channel.request_id)
+        channel.finish(APP_STATUS_ERROR)
+        return
+    except Exception as error:
+        if not cycle.response_done:
+            fail_request(channel, writer, error)
+        else:
+            logger.error("request %d: error after the response", channel.request_id, exc_info=error)
+        return
+    if cycle.response_done:
+        return
+    if writer.started:
+        # The app returned mid-response: end it so the web server is not left waiting.
+        logger.error("request %d: the application did not finish its response", channel.request_id)
+        writer.finish(APP_STATUS_ERROR)
+    elif channel.aborted:
+        channel.finish(APP_STATUS_ERROR)
+    else:
+        fail_request(channel, writer, InvalidResponse("the application sent no response"))

@@ -1,0 +1,234 @@
+"""The asyncio server for ASGI applications: a FastCGIProtocol per connection on the same
+protocol core, listeners and allowlist as the threaded WSGI server; lifespan around it all.
+
+Reading pauses while a connection holds more unread body than request_body_memory_bytes
+(bounded memory for slow apps); writers wait for the transport to drain (backpressure).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import socket
+import threading
+
+from ..adapters.asgi import ASGIApp, run_asgi
+from ..adapters.lifespan import Lifespan
+from ..config import Config
+from ..protocol import (
+    AbortRequest,
+    InputData,
+    InputEnd,
+    RecordType,
+    RemoteProtocolError,
+    RequestStarted,
+    ServerConnection,
+)
+from ..protocol.events import NeedData
+from .aio_channel import AsyncChannel
+from .listeners import describe, open_listeners
+from .logs import log_access
+from .peers import PeerAllowlist
+
+logger = logging.getLogger("fcgigw.server")
+
+GRACEFUL_TIMEOUT_SECONDS = 30.0
+
+
+class FastCGIProtocol(asyncio.Protocol):
+    """One connection from the web server."""
+
+    def __init__(self, server: AsyncServer) -> None:
+        self.server = server
+        self.connection = ServerConnection(server.config.protocol_settings())
+        self.transport: asyncio.Transport | None = None
+        self.channels: dict[int, AsyncChannel] = {}
+        self.closed = False
+        self._unread_bytes = 0
+        self._reading_paused = False
+        self._writing_paused = False
+        self._drain_waiters: list[asyncio.Future[None]] = []
+
+    # -- asyncio callbacks -----------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        sock = transport.get_extra_info("socket")
+        peer = transport.get_extra_info("peername")
+        if not self.server.allowlist.allows(sock.family, peer):
+            logger.warning("refused connection from %s: not in --allow-from", peer[0])
+            self.closed = True
+            transport.close()
+            return
+        self.server.connections.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        self.connection.receive_data(data)
+        self._process()
+
+    def eof_received(self) -> bool:
+        self.connection.receive_data(b"")
+        self._process()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.server.connections.discard(self)
+        for channel in list(self.channels.values()):
+            channel.abort()
+        for waiter in self._drain_waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def pause_writing(self) -> None:
+        self._writing_paused = True
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        for waiter in self._drain_waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        self._drain_waiters.clear()
+
+    # -- events ----------------------------------------------------------------------------
+
+    def _process(self) -> None:
+        while not self.closed:
+            try:
+                event = self.connection.next_event()
+            except RemoteProtocolError as error:
+                limit = f" (setting {error.limit})" if error.limit else ""
+                logger.warning("closing a connection: %s%s", error, limit)
+                self.close()
+                return
+            automatic = self.connection.data_to_send()
+            if automatic:
+                self.write(automatic)
+            if isinstance(event, NeedData):
+                return
+            self._dispatch(event)
+
+    def _dispatch(self, event: object) -> None:
+        if isinstance(event, RequestStarted):
+            started = AsyncChannel(self, event)
+            self.channels[event.request_id] = started
+            self.server.start_request(started)
+            return
+        channel = self.channels.get(getattr(event, "request_id", 0))
+        if channel is None:
+            return  # ConnectionClosed: connection_lost follows
+        if isinstance(event, AbortRequest):
+            channel.abort()
+        elif isinstance(event, (InputData, InputEnd)) and event.stream is RecordType.STDIN:
+            if isinstance(event, InputData):
+                channel.feed(event.data)
+            else:
+                channel.end_input()
+
+    # -- what channels call ----------------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        if not self.closed and self.transport is not None:
+            self.transport.write(data)
+
+    async def drain(self) -> None:
+        """Wait while the transport's buffer is over its high-water mark."""
+        if self._writing_paused and not self.closed:
+            waiter = asyncio.get_running_loop().create_future()
+            self._drain_waiters.append(waiter)
+            await waiter
+
+    def request_done(self, channel: AsyncChannel) -> None:
+        self.channels.pop(channel.request_id, None)
+        if self.connection.should_close:
+            self.close()
+
+    def input_buffered(self, size: int) -> None:
+        self._unread_bytes += size
+        limit = self.server.config.request_body_memory_bytes
+        if self._unread_bytes > limit and not self._reading_paused and self.transport:
+            self._reading_paused = True
+            self.transport.pause_reading()
+
+    def input_consumed(self, size: int) -> None:
+        self._unread_bytes -= size
+        limit = self.server.config.request_body_memory_bytes
+        if self._reading_paused and self._unread_bytes <= limit // 2 and self.transport:
+            self._reading_paused = False
+            self.transport.resume_reading()
+
+    def close(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+        self.closed = True
+
+
+class AsyncServer:
+    """Serves one ASGI application on the configured listeners until stopped."""
+
+    def __init__(
+        self, app: ASGIApp, config: Config, listeners: list[socket.socket] | None = None
+    ) -> None:
+        self.app = app
+        self.config = config
+        self.listeners = listeners if listeners is not None else open_listeners(config)
+        self.allowlist = PeerAllowlist(config.allow_from)
+        self.lifespan = Lifespan(app, config.lifespan)
+        self.connections: set[FastCGIProtocol] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._stop: asyncio.Event | None = None
+        self._fast_stop = False
+
+    def start_request(self, channel: AsyncChannel) -> None:
+        task = asyncio.get_running_loop().create_task(self._run(channel))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, channel: AsyncChannel) -> None:
+        state = self.lifespan.state if self.lifespan.supported else None
+        await run_asgi(self.app, channel, root_path=self.config.root_path, state=state)
+        if self.config.access_log:
+            log_access(channel)
+
+    def request_stop(self, fast: bool = False) -> None:
+        """Ask the server to stop (from a signal handler or another task)."""
+        self._fast_stop = self._fast_stop or fast
+        if self._stop is not None:
+            self._stop.set()
+
+    async def serve(self) -> None:
+        """Lifespan startup, serve until asked to stop, drain, lifespan shutdown."""
+        loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        await self.lifespan.startup()
+        servers = [
+            await loop.create_server(lambda: FastCGIProtocol(self), sock=sock)
+            for sock in self.listeners
+        ]
+        if threading.current_thread() is threading.main_thread():
+            loop.add_signal_handler(signal.SIGTERM, self.request_stop)
+            loop.add_signal_handler(signal.SIGINT, self.request_stop, True)
+        for sock in self.listeners:
+            logger.info("fcgigw serving ASGI on %s", describe(sock))
+        await self._stop.wait()
+        for server in servers:
+            server.close()
+        await self._finish_requests()
+        await self.lifespan.shutdown()
+        logger.info("fcgigw stopped")
+
+    async def _finish_requests(self) -> None:
+        if self._tasks and not self._fast_stop:
+            _, pending = await asyncio.wait(self._tasks, timeout=GRACEFUL_TIMEOUT_SECONDS)
+            if pending:
+                logger.warning("%d requests still running; exiting", len(pending))
+        for task in list(self._tasks):
+            task.cancel()
+        for connection in list(self.connections):
+            connection.close()
+
+    def serve_forever(self) -> None:
+        """Run until SIGTERM (graceful) or SIGINT (fast)."""
+        asyncio.run(self.serve())
