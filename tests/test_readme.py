@@ -9,17 +9,13 @@ from fcgigw.cli import build_parser
 from fcgigw.config import setting_fields, settings_markdown
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-START = (
-    "<!-- settings-table: generated from fcgigw.config.Config; "
-    "tests/test_readme.py keeps it in step -->\n"
-)
-END = "<!-- end settings-table -->"
+START, END = README_TABLE_START, README_TABLE_END
 
 
 def test_settings_table_matches_the_config() -> None:
     table = README[README.index(START) + len(START) : README.index(END)].strip()
     assert table == settings_markdown(), (
-        "README settings table is stale: regenerate it with fcgigw.config.settings_markdown()"
+        "README settings table is stale: regenerate it: python -m fcgigw.config README.md"
     )
 
 

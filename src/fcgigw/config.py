@@ -216,3 +216,25 @@ def settings_markdown() -> str:
             f"| `{option}` | `FCGIGW_{item.name.upper()}` | `{default}` | {item.metadata['help']} |"
         )
     return "\n".join(rows)
+
+
+def update_readme(path: str) -> None:
+    """Rewrite the settings table in the README at ``path`` (python -m fcgigw.config README.md)."""
+    with open(path, encoding="utf-8") as file:
+        text = file.read()
+    start = text.index(README_TABLE_START) + len(README_TABLE_START)
+    end = text.index(README_TABLE_END)
+    with open(path, "w", encoding="utf-8") as file:
+        file.write(text[:start] + settings_markdown() + "\n" + text[end:])
+
+
+README_TABLE_START = (
+    "<!-- settings-table: generated from fcgigw.config.Config; "
+    "tests/test_readme.py keeps it in step -->\n"
+)
+README_TABLE_END = "<!-- end settings-table -->"
+
+if __name__ == "__main__":
+    import sys
+
+    update_readme(sys.argv[1] if len(sys.argv) > 1 else "README.md")
