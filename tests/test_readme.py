@@ -6,7 +6,12 @@ import re
 from pathlib import Path
 
 from fcgigw.cli import build_parser
-from fcgigw.config import setting_fields, settings_markdown
+from fcgigw.config import (
+    README_TABLE_END,
+    README_TABLE_START,
+    setting_fields,
+    settings_markdown,
+)
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 START, END = README_TABLE_START, README_TABLE_END
