@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+LOG_TIMEOUT_SECONDS = 10
 START_TIMEOUT_SECONDS = 15.0
 
 
@@ -64,6 +65,15 @@ class RunningProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def wait_for_log(self, text: str, occurrences: int = 1) -> None:
+        """Wait until ``text`` is in the log ``occurrences`` times: lines such as the access
+        log are written after the client already has its response."""
+        deadline = time.monotonic() + LOG_TIMEOUT_SECONDS
+        while self.log().count(text) < occurrences:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{text!r} not in the log {occurrences}x:\n{self.log()}")
+            time.sleep(0.01)
 
 
 def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> int:

@@ -154,7 +154,8 @@ ROUTES = {
 async def router(scope: dict[str, Any], receive: Receive, send: Send) -> None:
     if scope["type"] != "http":
         raise RuntimeError(f"router does not do {scope['type']}")  # lifespan unsupported
-    name = scope["path"].strip("/").split("/")[0] or "hello"
+    path = scope["path"][len(scope["root_path"]) :]  # the path includes the root path
+    name = path.strip("/").split("/")[0] or "hello"
     handler = ROUTES.get(name)
     if handler is None:
         await respond(send, 404, b"no such app")

@@ -137,7 +137,7 @@ def test_app_error_is_a_500_with_traceback_in_logs_only(nginx_flask: Servers) ->
     # Flask logs the traceback to wsgi.errors: it travels as FCGI_STDERR to nginx's error log.
     assert "FastCGI sent in stderr" in nginx.log()
     assert "this page fails on purpose" in nginx.log()
-    assert '"GET /fail" 500' in fcgigw.log()
+    fcgigw.wait_for_log('"GET /fail" 500')
     # the server keeps serving after the failure
     assert http_request(nginx, "GET", "/")[0] == 200
 

@@ -9,7 +9,6 @@ import socket
 import stat
 import subprocess
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -92,11 +91,7 @@ def test_sigterm_lets_a_running_request_finish_then_exits_0() -> None:
 
         thread = threading.Thread(target=slow)
         thread.start()
-        for _ in range(1000):  # until the app is inside the request (bounded: 10 s)
-            if "slow request started" in server.log():
-                break
-            time.sleep(0.01)
-        assert "slow request started" in server.log()
+        server.wait_for_log("slow request started")  # the app is inside the request
         server.process.send_signal(signal.SIGTERM)
         thread.join(TIMEOUT)
         assert server.process.wait(TIMEOUT) == 0

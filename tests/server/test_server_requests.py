@@ -185,7 +185,7 @@ def test_params_over_the_limit_close_the_connection_and_name_the_setting(
     with client(server) as fcgi:
         fcgi.begin(huge)
         assert isinstance(fcgi.next_event(), ConnectionClosed)
-    assert "max_params_bytes" in server.log()
+    server.wait_for_log("max_params_bytes")
 
 
 def test_concurrent_connections_are_served(server: RunningProcess) -> None:

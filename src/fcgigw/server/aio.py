@@ -18,6 +18,7 @@ from ..adapters.lifespan import Lifespan
 from ..config import Config
 from ..protocol import (
     AbortRequest,
+    ConnectionClosed,
     InputData,
     InputEnd,
     RecordType,
@@ -108,6 +109,9 @@ class FastCGIProtocol(asyncio.Protocol):
                 self.write(automatic)
             if isinstance(event, NeedData):
                 return
+            if isinstance(event, ConnectionClosed):
+                self.close()  # the web server closed its end; nothing more will come
+                return
             self._dispatch(event)
 
     def _dispatch(self, event: object) -> None:
@@ -118,7 +122,7 @@ class FastCGIProtocol(asyncio.Protocol):
             return
         channel = self.channels.get(getattr(event, "request_id", 0))
         if channel is None:
-            return  # ConnectionClosed: connection_lost follows
+            return  # a stray record for a finished request (discarded by the core)
         if isinstance(event, AbortRequest):
             channel.abort()
         elif isinstance(event, (InputData, InputEnd)) and event.stream is RecordType.STDIN:

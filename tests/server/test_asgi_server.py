@@ -1,0 +1,240 @@
+"""ASGI apps under fcgigw in a subprocess, driven by fcgigw.client over the real wire."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import signal
+import socket
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from servers import REPO, RunningProcess, child_environment, fcgigw_command, free_port, run_fcgigw
+
+from fcgigw.client import FastCGIClient, build_params
+from fcgigw.protocol import AbortRequest, EndRequest, InputData, OutputData, RecordType
+
+TIMEOUT = 20
+
+
+@pytest.fixture(scope="module")
+def asgi() -> Iterator[RunningProcess]:
+    with run_fcgigw(
+        "--access-log",
+        "--root-path",
+        "/app",
+        "--request-body-memory-bytes",
+        "65536",
+        "asgiapps:with_lifespan",
+    ) as running:
+        yield running
+
+
+def request(server: RunningProcess, path: str, body: bytes = b"", **kwargs: Any) -> Any:
+    with FastCGIClient(server.address, timeout=TIMEOUT) as client:
+        return client.request(build_params(kwargs.pop("method", "GET"), path, **kwargs), body)
+
+
+def test_scope_follows_the_asgi_http_spec(asgi: RunningProcess) -> None:
+    response = request(
+        asgi,
+        "/app/echo/caf%C3%A9?q=%20x",
+        b"abc",
+        method="POST",
+        content_type="text/plain",
+        body_length=3,
+        headers=[("X-Dup", "a"), ("X-Dup", "b"), ("Transfer-Encoding", "chunked")],
+        https=True,
+        extra=[("SERVER_PROTOCOL", "HTTP/2.0")],
+    )
+    scope = json.loads(response.body)
+    assert scope["asgi"] == {"version": "3.0", "spec_version": "2.4"}
+    assert (scope["method"], scope["scheme"], scope["http_version"]) == ("POST", "https", "2")
+    assert scope["root_path"] == "/app"
+    assert scope["path"] == "/app/echo/caf\u00e9"  # decoded, including the root path
+    assert scope["raw_path"] == "/app/echo/caf%C3%A9"
+    assert scope["query_string"] == "q=%20x"
+    headers = scope["headers"]
+    assert ["x-dup", "a"] in headers
+    assert ["x-dup", "b"] in headers  # repeated params stay separate entries
+    assert ["content-type", "text/plain"] in headers
+    assert ["content-length", "3"] in headers
+    assert not any(name == "transfer-encoding" for name, _ in headers)  # length is known
+    assert scope["client"] == ["127.0.0.1", 40000]
+    assert scope["server"] == ["127.0.0.1", 80]
+    assert scope["role"] == "RESPONDER"
+    assert scope["state"] == {"db": "connected"}  # from lifespan startup
+
+
+def test_lifespan_startup_runs_before_serving(asgi: RunningProcess) -> None:
+    log = asgi.log()
+    assert log.index("lifespan startup") < log.index("serving ASGI on")
+
+
+def test_upload_larger_than_the_memory_threshold_to_a_slow_reader(asgi: RunningProcess) -> None:
+    body = bytes(range(256)) * (3 * 1024 * 1024 // 256)  # 3 MiB against a 64 KiB threshold
+    response = request(asgi, "/app/slow_reader", body, method="PUT", body_length=len(body))
+    assert response.body == f"{len(body)} {hashlib.sha256(body).hexdigest()}".encode()
+
+
+def test_streamed_chunks_reach_the_client_before_the_app_finishes(asgi: RunningProcess) -> None:
+    with FastCGIClient(asgi.address, timeout=TIMEOUT) as client:
+        client.begin(build_params("GET", "/app/stream"))
+        client.send_stream(1, b"", RecordType.STDIN)
+        first = client.next_event()
+        later = list(client.response_events(1))
+    assert isinstance(first, OutputData)
+    assert first.data.endswith(b"chunk 0\n")
+    assert b"end" not in first.data
+    assert isinstance(later[-1], EndRequest)
+    assert b"".join(e.data for e in later if isinstance(e, OutputData)).endswith(b"end\n")
+
+
+def test_large_responses_wait_for_the_socket(asgi: RunningProcess) -> None:
+    response = request(asgi, "/app/big")
+    assert len(response.body) == 64 * 65536
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "body"),
+    [
+        ("/app/fail_before_start", 500, None),
+        ("/app/silent", 500, None),
+        ("/app/out_of_order", 500, None),
+        ("/app/bad_header", 500, None),
+        ("/app/fail_after_start", 200, b"partial"),
+        ("/app/unfinished", 200, b"started"),
+    ],
+)
+def test_app_errors_end_the_request_with_an_error_status(
+    asgi: RunningProcess, path: str, status: int, body: bytes | None
+) -> None:
+    response = request(asgi, path)
+    assert response.status == status
+    assert response.app_status == 1
+    if body is not None:
+        assert response.body == body
+    else:
+        assert b"purpose" not in response.body
+    assert request(asgi, "/app/hello").body == b"Hello, world!"  # still serving
+
+
+def test_traceback_goes_to_fcgi_stderr(asgi: RunningProcess) -> None:
+    response = request(asgi, "/app/fail_before_start")
+    assert b"RuntimeError: asgi failing on purpose" in response.stderr
+
+
+def test_disconnect_after_abort_request(asgi: RunningProcess) -> None:
+    with FastCGIClient(asgi.address, timeout=TIMEOUT) as client:
+        client.begin(build_params("GET", "/app/wait_disconnect"), keep_connection=True)
+        client.send_stream(1, b"", RecordType.STDIN)
+        asgi.wait_for_log("waiting for disconnect")
+        client.send_event(AbortRequest(1))
+        events = list(client.response_events(1))
+    assert isinstance(events[-1], EndRequest)
+    asgi.wait_for_log("received http.disconnect")
+
+
+def test_disconnect_when_the_connection_closes(asgi: RunningProcess) -> None:
+    before = asgi.log().count("received http.disconnect")
+    client = FastCGIClient(asgi.address, timeout=TIMEOUT)
+    client.begin(build_params("GET", "/app/wait_disconnect"))
+    client.send_stream(1, b"", RecordType.STDIN)
+    asgi.wait_for_log("waiting for disconnect", before + 1)
+    client.close()
+    asgi.wait_for_log("received http.disconnect", before + 1)
+
+
+def test_connections_closed_early_or_malformed_leave_the_server_serving(
+    asgi: RunningProcess,
+) -> None:
+    host, _, port = asgi.address.rpartition(":")
+    for garbage in (b"", b"\x01\x01\x00", b"\x09" * 16):  # nothing, half a header, bad version
+        with socket.create_connection((host, int(port)), timeout=TIMEOUT) as sock:
+            sock.sendall(garbage)
+            sock.shutdown(socket.SHUT_WR)
+            assert sock.recv(100) == b""  # the server closes its end too
+    assert request(asgi, "/app/hello").body == b"Hello, world!"
+
+
+def test_pathsend_sends_the_file(asgi: RunningProcess, tmp_path: Path) -> None:
+    data = bytes(range(256)) * 4000
+    path = tmp_path / "file.bin"
+    path.write_bytes(data)
+    assert request(asgi, f"/app/pathsend?path={path}").body == data
+
+
+def test_multiplexed_asgi_requests_run_concurrently(asgi: RunningProcess) -> None:
+    with FastCGIClient(asgi.address, timeout=TIMEOUT) as client:
+        client.begin(build_params("GET", "/app/stream"), keep_connection=True, request_id=1)
+        client.send_stream(1, b"", RecordType.STDIN)
+        client.begin(build_params("GET", "/app/hello"), keep_connection=True, request_id=2)
+        client.send_stream(2, b"", RecordType.STDIN)
+        ended = []
+        while len(ended) < 2:
+            event = client.next_event()
+            if isinstance(event, EndRequest):
+                ended.append(event.request_id)
+    assert ended == [2, 1]
+
+
+def test_keep_conn_and_an_early_response_before_the_body(asgi: RunningProcess) -> None:
+    with FastCGIClient(asgi.address, timeout=TIMEOUT) as client:
+        client.begin(build_params("POST", "/app/hello", body_length=10), keep_connection=True)
+        client.send_event(InputData(1, b"12345"))
+        first = client.next_event()  # the app answered without reading the body
+        assert isinstance(first, OutputData)
+        client.send_event(InputData(1, b"67890"))
+        client.send_stream(1, b"", RecordType.STDIN)
+        events = list(client.response_events(1))
+        assert isinstance(events[-1], EndRequest)  # only after STDIN ended (h2o rule)
+        again = client.request(build_params("GET", "/app/hello"), keep_connection=True)
+    assert again.body == b"Hello, world!"
+
+
+def test_lifespan_shutdown_runs_on_sigterm() -> None:
+    with run_fcgigw("asgiapps:with_lifespan") as server:
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(TIMEOUT) == 0
+        assert "lifespan shutdown" in server.log()
+
+
+def test_an_app_without_lifespan_is_served_in_auto_mode() -> None:
+    with run_fcgigw("asgiapps:router") as server:
+        assert request(server, "/hello").body == b"Hello, world!"
+        assert json.loads(request(server, "/echo").body)["state"] is None
+
+
+def test_lifespan_off_skips_startup() -> None:
+    with run_fcgigw("--lifespan", "off", "asgiapps:with_lifespan") as server:
+        assert json.loads(request(server, "/echo").body)["state"] is None
+        assert "lifespan startup" not in server.log()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--lifespan", "on", "asgiapps:router"], "application does not support lifespan"),
+        (["asgiapps:failing_startup"], "application startup failed: no database"),
+    ],
+)
+def test_lifespan_failures_exit_with_a_clear_message(args: list[str], message: str) -> None:
+    result = subprocess.run(
+        fcgigw_command("--bind", f"127.0.0.1:{free_port()}", *args),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        env=child_environment(),
+        cwd=REPO,
+        check=False,
+    )
+    assert result.returncode == 5
+    assert f"fcgigw: {message}" in result.stderr
+
+
+def test_asgi2_double_callable() -> None:
+    with run_fcgigw("asgiapps:Asgi2App") as server:
+        assert request(server, "/two").body == b"asgi2 /two"
