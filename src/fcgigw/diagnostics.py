@@ -10,6 +10,8 @@ import json
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from .authorizer import AuthRequest
+
 Pairs = Sequence[tuple[bytes, bytes]]
 
 #: Variables only a whole process environment has: cgi-fcgi forwards it all (web-servers §4).
@@ -106,7 +108,36 @@ def report(environ: dict[str, Any]) -> dict[str, Any]:
             "CONTENT_LENGTH": environ.get("CONTENT_LENGTH"),
         },
         "warnings": warnings(params, environ),
+        **_role_report(environ),
     }
+
+
+def _role_report(environ: dict[str, Any]) -> dict[str, Any]:
+    """What the Authorizer and Filter roles (§6.3, §6.4) bring besides the params."""
+    role = environ.get("FCGI_ROLE")
+    if role == "AUTHORIZER":
+        request = AuthRequest({k: v for k, v in environ.items() if isinstance(v, str)})
+        credentials = request.credentials()
+        return {
+            "authorizer": {
+                "decision": "deny (403): no application is configured, fcgigw fails closed",
+                "apache_role": request.apache_role,
+                "user": credentials[0] if credentials else None,
+                "password_received": credentials is not None,
+                "would_grant": "an Allow's variables, as Variable-NAME headers: the web "
+                "server passes each to the responder as param NAME",
+            }
+        }
+    if role == "FILTER":
+        data = environ["fcgi.data"].read()
+        return {
+            "filter": {
+                "FCGI_DATA_LENGTH": environ.get("FCGI_DATA_LENGTH"),
+                "FCGI_DATA_LAST_MOD": environ.get("FCGI_DATA_LAST_MOD"),
+                "data_bytes_received": len(data),
+            }
+        }
+    return {}
 
 
 def _rows(pairs: Iterable[tuple[str, Any]]) -> str:
@@ -128,7 +159,12 @@ def render_html(data: dict[str, Any]) -> str:
         f"<p>Role: <b>{html.escape(data['role'])}</b>. "
         f"Web server: <b>{html.escape(server)}</b>.</p>"
         f"<h2>Warnings</h2><ul>{items}</ul>"
-        f"<h2>What fcgigw derived</h2><table>{_rows(data['derived'].items())}</table>"
+        + "".join(
+            f"<h2>{role.title()} role</h2><table>{_rows(data[role].items())}</table>"
+            for role in ("authorizer", "filter")
+            if role in data
+        )
+        + f"<h2>What fcgigw derived</h2><table>{_rows(data['derived'].items())}</table>"
         f"<h2>Params as received ({len(data['params'])})</h2><table>{_rows(data['params'])}</table>"
     )
 
@@ -143,7 +179,7 @@ def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[byt
         body = render_html(data).encode()
         content_type = "text/html; charset=utf-8"
     start_response(
-        "200 OK",
+        "403 Forbidden" if "authorizer" in data else "200 OK",
         [
             ("Content-Type", content_type),
             ("Content-Length", str(len(body))),

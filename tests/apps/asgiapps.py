@@ -142,6 +142,33 @@ async def pathsend(scope: dict[str, Any], receive: Receive, send: Send) -> None:
     await send({"type": "http.response.pathsend", "path": path})
 
 
+async def filter_upper(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+    """Filter role (§6.4) through the fastcgi extension: the file upper-cased as it arrives."""
+    body = await read_body(receive)
+    fastcgi = scope["extensions"]["fastcgi"]
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"stdin %d\n" % len(body), "more_body": True})
+    received = 0
+    while True:
+        message = await fastcgi["receive_data"]()
+        assert message["type"] == "fastcgi.data"
+        received += len(message["body"])
+        await send(
+            {"type": "http.response.body", "body": message["body"].upper(), "more_body": True}
+        )
+        if not message["more_body"]:
+            break
+    params = dict(fastcgi["params"])
+    expected = params.get(b"FCGI_DATA_LENGTH", b"").decode()
+    state = "complete" if str(received) == expected else "data missing"
+    await send(
+        {
+            "type": "http.response.body",
+            "body": f"\n{received} of {expected} bytes: {state}".encode(),
+        }
+    )
+
+
 ROUTES = {
     name: app
     for name, app in globals().items()

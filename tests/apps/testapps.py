@@ -100,3 +100,22 @@ def lines(environ: dict[str, Any], start_response: StartResponse) -> Iterator[by
 
 
 ROUTES["lines"] = lines
+
+
+def filter_upper(environ: dict[str, Any], start_response: StartResponse) -> Iterator[bytes]:
+    """Filter role (§6.4): STDIN first, then the file upper-cased chunk by chunk as it
+    arrives, then what was received against FCGI_DATA_LENGTH."""
+    body = environ["wsgi.input"].read()
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    yield b"stdin %d\n" % len(body)
+    received = 0
+    while chunk := environ["fcgi.data"].read1(65536):
+        received += len(chunk)
+        yield chunk.upper()
+    expected = environ.get("FCGI_DATA_LENGTH", "")
+    state = "complete" if str(received) == expected else "data missing"
+    modified = environ.get("FCGI_DATA_LAST_MOD")
+    yield f"\n{received} of {expected} bytes, last modified {modified}: {state}".encode()
+
+
+ROUTES["filter_upper"] = filter_upper

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from http import HTTPStatus
 from typing import Any, Protocol
 
+from ..protocol import Role
 from .channel import ClientDisconnected, RequestChannel
 from .params import (
     address_pair,
@@ -42,6 +43,9 @@ class AsyncRequestChannel(RequestChannel, Protocol):
 
     async def receive_input(self) -> tuple[bytes, bool]:
         """The next STDIN bytes and whether more follow (False at STDIN's empty record)."""
+
+    async def receive_data(self) -> tuple[bytes, bool]:
+        """The next FCGI_DATA bytes (Filter role, §6.4) and whether more follow."""
 
     async def drain(self) -> None:
         """Wait until the transport's buffer is below its high-water mark (backpressure)."""
@@ -102,6 +106,12 @@ class _Cycle:
                 return {"type": "http.request", "body": body, "more_body": more}
         await self.channel.wait_disconnected()
         return {"type": "http.disconnect"}
+
+    async def receive_data(self) -> Message:
+        """The Filter role's file (§6.4), as ``scope["extensions"]["fastcgi"]["receive_data"]``
+        returns it: {"type": "fastcgi.data", "body": bytes, "more_body": bool}."""
+        body, more = await self.channel.receive_data()
+        return {"type": "fastcgi.data", "body": body, "more_body": more}
 
     async def send(self, message: Message) -> None:
         kind = message.get("type")
@@ -168,6 +178,8 @@ async def run_asgi(
     scope = build_scope(channel, root_path, state)
     writer = ResponseWriter(channel, head_request=scope["method"] == "HEAD")
     cycle = _Cycle(channel, writer)
+    if channel.role is Role.FILTER:
+        scope["extensions"]["fastcgi"]["receive_data"] = cycle.receive_data
     try:
         await app(scope, cycle.receive, cycle.send)
     except ClientDisconnected:

@@ -41,6 +41,10 @@ class RequestChannel(Protocol):
     def read_input(self, size: int) -> bytes:
         """Up to ``size`` bytes of STDIN, blocking until some arrive; b"" at its end (§3.3)."""
 
+    def read_data(self, size: int) -> bytes:
+        """Up to ``size`` bytes of FCGI_DATA (the Filter role's file, §6.4), blocking until
+        some arrive; b"" at its end, and at once for the other roles."""
+
     def send_stdout(self, data: bytes) -> None:
         """Write STDOUT bytes now (waits for the socket); raises ClientDisconnected."""
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any
 
 from .channel import RequestChannel
@@ -12,21 +12,22 @@ READ_CHUNK_BYTES = 64 * 1024
 
 
 class InputStream:
-    """wsgi.input: STDIN as it arrives, ending at STDIN's empty record, not at CONTENT_LENGTH
-    (which may be absent, "" or "-1": web-servers.md §6.2), hence wsgi.input_terminated."""
+    """wsgi.input (over ``channel.read_input``) and fcgi.data (over ``channel.read_data``): a
+    stream as it arrives, ending at its empty record, not at CONTENT_LENGTH (which may be
+    absent, "" or "-1": web-servers.md §6.2), hence wsgi.input_terminated."""
 
-    __slots__ = ("_buffer", "_channel", "_ended")
+    __slots__ = ("_buffer", "_ended", "_read")
 
-    def __init__(self, channel: RequestChannel) -> None:
-        self._channel = channel
+    def __init__(self, read: Callable[[int], bytes]) -> None:
+        self._read = read
         self._buffer = b""
         self._ended = False
 
     def _fill(self) -> bool:
-        """Append one chunk to the buffer; False at the end of STDIN."""
+        """Append one chunk to the buffer; False at the end of the stream."""
         if self._ended:
             return False
-        chunk = self._channel.read_input(READ_CHUNK_BYTES)
+        chunk = self._read(READ_CHUNK_BYTES)
         if not chunk:
             self._ended = True
             return False

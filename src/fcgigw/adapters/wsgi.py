@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any
 
+from ..protocol import Role
 from .channel import ClientDisconnected, RequestChannel
 from .params import wsgi_environ
 from .response import APP_STATUS_ERROR, InvalidResponse, ResponseWriter, fail_request
@@ -30,7 +31,7 @@ def build_environ(channel: RequestChannel, root_path: str) -> dict[str, Any]:
     environ.update(
         {
             "wsgi.version": (1, 0),
-            "wsgi.input": InputStream(channel),
+            "wsgi.input": InputStream(channel.read_input),
             "wsgi.errors": ErrorStream(channel),
             "wsgi.multithread": True,
             "wsgi.multiprocess": True,
@@ -41,6 +42,10 @@ def build_environ(channel: RequestChannel, root_path: str) -> dict[str, Any]:
             "FCGI_ROLE": channel.role.name,
         }
     )
+    if channel.role is Role.FILTER:
+        # §6.4: the file to filter, after STDIN; FCGI_DATA_LENGTH and FCGI_DATA_LAST_MOD are
+        # in the environ with the other params.
+        environ["fcgi.data"] = InputStream(channel.read_data)
     return environ
 
 

@@ -7,6 +7,7 @@ Exit codes: 0 for a 1xx-3xx response, 1 for 4xx/5xx (or a refused request), 2 fo
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -65,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         body = _read_body(args.data)
         headers = _headers(args.header)
-        filter_data = Path(args.data_file).read_bytes() if args.data_file else None
+        filter_data = _filter_data(args.data_file) if args.data_file else None
     except (OSError, ValueError) as error:
         print(f"fcgigw.client: {error}", file=sys.stderr)
         return EXIT_USAGE
@@ -90,14 +91,20 @@ def _send(
     args: argparse.Namespace,
     body: bytes,
     headers: list[tuple[str, str]],
-    filter_data: bytes | None,
+    filter_data: tuple[bytes, int] | None,
 ) -> FastCGIResponse:
     method = args.method or ("POST" if args.data is not None else "GET")
     content_type = next((v for n, v in headers if n.lower() == "content-type"), None)
     if content_type is None and args.data is not None:
         content_type = "application/x-www-form-urlencoded"
     headers = [(n, v) for n, v in headers if n.lower() != "content-type"]
-    extra = [("FCGI_DATA_LENGTH", str(len(filter_data)))] if filter_data is not None else []
+    extra: list[tuple[str, str]] = []
+    if filter_data is not None:
+        # §6.4: a Filter learns the file's length and modification time from these params.
+        extra = [
+            ("FCGI_DATA_LENGTH", str(len(filter_data[0]))),
+            ("FCGI_DATA_LAST_MOD", str(filter_data[1])),
+        ]
     params = build_params(
         method,
         args.path,
@@ -106,7 +113,14 @@ def _send(
         content_type=content_type,
         extra=extra,
     )
-    return client.request(params, body, role=ROLES[args.role], data=filter_data)
+    data = filter_data[0] if filter_data is not None else None
+    return client.request(params, body, role=ROLES[args.role], data=data)
+
+
+def _filter_data(path: str) -> tuple[bytes, int]:
+    """The file for the Filter role and its modification time (seconds since the epoch)."""
+    with open(path, "rb") as file:
+        return file.read(), int(os.fstat(file.fileno()).st_mtime)
 
 
 def _print(response: FastCGIResponse, *, include: bool) -> int:

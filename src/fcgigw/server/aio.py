@@ -21,7 +21,6 @@ from ..protocol import (
     ConnectionClosed,
     InputData,
     InputEnd,
-    RecordType,
     RemoteProtocolError,
     RequestStarted,
     ServerConnection,
@@ -125,11 +124,10 @@ class FastCGIProtocol(asyncio.Protocol):
             return  # a stray record for a finished request (discarded by the core)
         if isinstance(event, AbortRequest):
             channel.abort()
-        elif isinstance(event, (InputData, InputEnd)) and event.stream is RecordType.STDIN:
-            if isinstance(event, InputData):
-                channel.feed(event.data)
-            else:
-                channel.end_input()
+        elif isinstance(event, InputData):
+            channel.feed(event.data, event.stream)
+        elif isinstance(event, InputEnd):
+            channel.end_input(event.stream)
 
     # -- what channels call ----------------------------------------------------------------
 

@@ -1,5 +1,6 @@
-"""AsyncRequestChannel on an asyncio connection: STDIN queued per request, output written to
-the transport (which buffers), END_REQUEST held back until STDIN has ended (web-servers §2)."""
+"""AsyncRequestChannel on an asyncio connection: input queued per request and stream, output
+written to the transport (which buffers), END_REQUEST held back until the input has ended
+(web-servers.md §2)."""
 
 from __future__ import annotations
 
@@ -21,11 +22,14 @@ class AsyncChannel:
     def __init__(self, protocol: FastCGIProtocol, started: RequestStarted) -> None:
         self._protocol = protocol
         self._started = started
-        self._chunks: deque[bytes] = deque()
+        # One queue per input stream of the role (§6): STDIN, and FCGI_DATA for a Filter.
+        self._queues: dict[RecordType, deque[bytes]] = {RecordType.STDIN: deque()}
+        if started.role is Role.FILTER:
+            self._queues[RecordType.DATA] = deque()
+        self.ended: set[RecordType] = set()
         self._waiter: asyncio.Future[None] | None = None
         self._done = asyncio.Event()
         self._pending_end: EndRequest | None = None
-        self.stdin_ended = False
         self.aborted = False
         self.finished = False
         self.started_at = time.monotonic()
@@ -46,17 +50,22 @@ class AsyncChannel:
 
     # -- input, fed by the protocol --------------------------------------------------------
 
-    def feed(self, data: bytes) -> None:
+    @property
+    def input_ended(self) -> bool:
+        """Every input stream of the role has had its empty record."""
+        return len(self.ended) == len(self._queues)
+
+    def feed(self, data: bytes, stream: RecordType = RecordType.STDIN) -> None:
         if self.finished:
-            return  # the response is out; the rest of the body is read and dropped
-        self._chunks.append(data)
+            return  # the response is out; the rest of the input is read and dropped
+        self._queues[stream].append(data)
         self._protocol.input_buffered(len(data))
         self._wake()
 
-    def end_input(self) -> None:
-        self.stdin_ended = True
+    def end_input(self, stream: RecordType = RecordType.STDIN) -> None:
+        self.ended.add(stream)
         self._wake()
-        if self._pending_end is not None:
+        if self._pending_end is not None and self.input_ended:
             self._send_end(self._pending_end)
 
     def abort(self) -> None:
@@ -77,14 +86,28 @@ class AsyncChannel:
         """Not used by ASGI (it awaits receive_input); present for the RequestChannel shape."""
         raise NotImplementedError("ASGI requests read with receive_input()")
 
+    def read_data(self, size: int) -> bytes:
+        """Not used by ASGI (it awaits receive_data); present for the RequestChannel shape."""
+        raise NotImplementedError("ASGI requests read with receive_data()")
+
     async def receive_input(self) -> tuple[bytes, bool]:
-        while not self._chunks and not self.stdin_ended and not self.aborted:
+        return await self._receive(RecordType.STDIN)
+
+    async def receive_data(self) -> tuple[bytes, bool]:
+        if RecordType.DATA not in self._queues:
+            return b"", False
+        return await self._receive(RecordType.DATA)
+
+    async def _receive(self, stream: RecordType) -> tuple[bytes, bool]:
+        """The next bytes of ``stream`` and whether more follow."""
+        chunks = self._queues[stream]
+        while not chunks and stream not in self.ended and not self.aborted:
             self._waiter = asyncio.get_running_loop().create_future()
             await self._waiter
-        if self._chunks:
-            chunk = self._chunks.popleft()
+        if chunks:
+            chunk = chunks.popleft()
             self._protocol.input_consumed(len(chunk))
-            return chunk, bool(self._chunks) or not self.stdin_ended
+            return chunk, bool(chunks) or stream not in self.ended
         return b"", False
 
     async def drain(self) -> None:
@@ -105,7 +128,7 @@ class AsyncChannel:
             self._protocol.write(self._protocol.connection.send(event))
 
     def finish(self, app_status: int, last_stdout: bytes = b"") -> None:
-        """The rest of STDOUT now; END_REQUEST once STDIN has ended (h2o 2.2 aborts if it
+        """The rest of STDOUT now; END_REQUEST once the input has ended (h2o 2.2 aborts if it
         arrives earlier, and closing with unread input sends an RST)."""
         if self.finished:
             return
@@ -116,11 +139,11 @@ class AsyncChannel:
             self._protocol.write(
                 self._protocol.connection.send(OutputData(self.request_id, last_stdout))
             )
-        dropped = sum(map(len, self._chunks))
-        self._chunks.clear()
-        self._protocol.input_consumed(dropped)
+        for chunks in self._queues.values():
+            self._protocol.input_consumed(sum(map(len, chunks)))
+            chunks.clear()
         end = EndRequest(self.request_id, app_status)
-        if self.stdin_ended or self.aborted:
+        if self.input_ended or self.aborted:
             self._send_end(end)
         else:
             self._pending_end = end

@@ -19,8 +19,12 @@ class SocketChannel:
     def __init__(self, connection: ServedConnection, started: RequestStarted) -> None:
         self._connection = connection
         self._started = started
-        self.stdin = SpillBuffer(connection.config.request_body_memory_bytes)
-        self.stdin_ended = False
+        memory_limit = connection.config.request_body_memory_bytes
+        # One buffer per input stream of the role (§6): STDIN, and FCGI_DATA for a Filter.
+        self.inputs = {RecordType.STDIN: SpillBuffer(memory_limit)}
+        if started.role is Role.FILTER:
+            self.inputs[RecordType.DATA] = SpillBuffer(memory_limit)
+        self.ended: set[RecordType] = set()
         self.discard_input = False
         self.aborted = False
         self.finished = False
@@ -46,20 +50,35 @@ class SocketChannel:
 
     # -- input ---------------------------------------------------------------------------
 
-    def add_input(self, data: bytes) -> None:
+    @property
+    def input_ended(self) -> bool:
+        """Every input stream of the role has had its empty record."""
+        return len(self.ended) == len(self.inputs)
+
+    def add_input(self, data: bytes, stream: RecordType = RecordType.STDIN) -> None:
         """Called by whichever thread reads the socket (connection lock held)."""
         if not self.discard_input:
-            self.stdin.append(data)
+            self.inputs[stream].append(data)
 
     def read_input(self, size: int) -> bytes:
         """Up to ``size`` bytes of STDIN; reads the socket itself when nobody else does."""
+        return self._read(RecordType.STDIN, size)
+
+    def read_data(self, size: int) -> bytes:
+        """Up to ``size`` bytes of FCGI_DATA (Filter role, §6.4); b"" for other roles."""
+        if RecordType.DATA not in self.inputs:
+            return b""
+        return self._read(RecordType.DATA, size)
+
+    def _read(self, stream: RecordType, size: int) -> bytes:
+        buffer = self.inputs[stream]
         connection = self._connection
         while True:
             with connection.condition:
                 while True:
-                    if len(self.stdin):
-                        return self.stdin.read(size)
-                    if self.stdin_ended or self.aborted:
+                    if len(buffer):
+                        return buffer.read(size)
+                    if stream in self.ended or self.aborted:
                         return b""
                     if connection.reader.acquire(blocking=False):
                         break
@@ -67,14 +86,16 @@ class SocketChannel:
             connection.pump_holding_reader()
 
     def _drain_input(self) -> None:
-        """Read STDIN through its empty record before END_REQUEST. With KEEP_CONN, h2o 2.2
-        aborts if END_REQUEST arrives while it still writes STDIN (web-servers.md §2); without,
-        closing with unread input makes the kernel send RST, which can destroy the response
-        before the web server reads it. Servers send the whole body anyway (§2)."""
+        """Read every input stream through its empty record before END_REQUEST. With
+        KEEP_CONN, h2o 2.2 aborts if END_REQUEST arrives while it still writes STDIN
+        (web-servers.md §2); without, closing with unread input makes the kernel send RST,
+        which can destroy the response before the web server reads it. Servers send the whole
+        body anyway (§2); a Filter's DATA follows its STDIN (§6.4)."""
         self.discard_input = True
-        self.stdin.close()
-        while self.read_input(65536):
-            pass
+        for stream, buffer in self.inputs.items():
+            buffer.close()
+            while self._read(stream, 65536):
+                pass
 
     # -- output --------------------------------------------------------------------------
 
@@ -97,14 +118,15 @@ class SocketChannel:
         """Send the rest and END_REQUEST (§5.5); never raises for a departed web server."""
         if self.finished:
             return
-        if not self.stdin_ended and not self.aborted:
+        if not self.input_ended and not self.aborted:
             self._drain_input()
         self.finished = True
         self._note_output(last_stdout)
         self._connection.end_request(
             self, OutputData(self.request_id, last_stdout), EndRequest(self.request_id, app_status)
         )
-        self.stdin.close()
+        for buffer in self.inputs.values():
+            buffer.close()
 
     def _note_output(self, data: bytes) -> None:
         if not self.bytes_sent and data.startswith(b"Status: "):

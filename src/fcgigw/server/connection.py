@@ -25,7 +25,6 @@ from ..protocol import (
     InputData,
     InputEnd,
     OutputData,
-    RecordType,
     RemoteProtocolError,
     RequestStarted,
     ServerConnection,
@@ -319,9 +318,7 @@ def _deliver(channel: SocketChannel, event: InputData | InputEnd | AbortRequest)
     """Apply an input event to its request (the connection lock is held)."""
     if isinstance(event, AbortRequest):
         channel.aborted = True
-    elif event.stream is not RecordType.STDIN:
-        return  # FCGI_DATA reaches Filter apps with the roles work; not read here yet
     elif isinstance(event, InputData):
-        channel.add_input(event.data)
+        channel.add_input(event.data, event.stream)
     else:
-        channel.stdin_ended = True
+        channel.ended.add(event.stream)
