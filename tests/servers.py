@@ -1,4 +1,4 @@
-"""Start real processes for tests: fcgigw in a subprocess, nginx in front of it.
+"""Start real processes for tests: fcgigw in a subprocess, nginx, lighttpd or Apache in front.
 
 Everything listens on 127.0.0.1 or a Unix socket in a temporary directory, is bounded by
 timeouts, and is stopped by PID when the test ends.
@@ -203,3 +203,74 @@ def run_nginx(
     finally:
         stop(process, signal.SIGQUIT)
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _sbin_binary(name: str) -> str | None:
+    path = f"/usr/sbin/{name}"
+    return shutil.which(name) or (path if os.access(path, os.X_OK) else None)
+
+
+def lighttpd_binary() -> str | None:
+    return _sbin_binary("lighttpd")
+
+
+def apache_binary() -> str | None:
+    return _sbin_binary("apache2")
+
+
+def example_config(path: Path, values: dict[str, str]) -> str:
+    """The example config at ``path`` with each line that starts with a key of ``values``
+    (``var.http_port``, ``Define HTTP_PORT``) replaced by that value."""
+    lines = path.read_text().splitlines()
+    for key, replacement in values.items():
+        matches = [n for n, line in enumerate(lines) if line.startswith(key)]
+        if len(matches) != 1:
+            raise ValueError(f"{path.name}: {len(matches)} lines start with {key!r}")
+        lines[matches[0]] = replacement
+    return "\n".join(lines) + "\n"
+
+
+@contextlib.contextmanager
+def _run_web_server(conf_text: str, conf_name: str, command: list[str]) -> Iterator[RunningProcess]:
+    """Write ``conf_text`` into a fresh work dir, start ``command + [CONF]`` in the
+    foreground with its output in the work dir's server.log, until the block ends. The conf
+    text contains ``{port}`` and ``{dir}`` for the chosen port and the work dir."""
+    workdir = Path(short_tempdir())
+    port = free_port()
+    conf = workdir / conf_name
+    conf.write_text(conf_text.replace("{port}", str(port)).replace("{dir}", str(workdir)))
+    log_path = workdir / "server.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [*command, str(conf)], stdout=log, stderr=subprocess.STDOUT, cwd=workdir
+        )
+    running = RunningProcess(process, f"127.0.0.1:{port}", log_path)
+    try:
+        wait_until_connectable(running.address, process)
+        yield running
+    finally:
+        stop(process)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def run_lighttpd(conf_text: str) -> Iterator[RunningProcess]:
+    """``lighttpd -D -f CONF`` on 127.0.0.1; ``{port}`` and ``{dir}`` in ``conf_text`` become
+    its port and work dir."""
+    binary = lighttpd_binary()
+    if binary is None:
+        raise RuntimeError("lighttpd is not installed")
+    with _run_web_server(conf_text, "lighttpd.conf", [binary, "-D", "-f"]) as running:
+        yield running
+
+
+@contextlib.contextmanager
+def run_apache(conf_text: str) -> Iterator[RunningProcess]:
+    """``apache2 -X -f CONF`` (one process, in the foreground) on 127.0.0.1; ``{port}`` and
+    ``{dir}`` in ``conf_text`` become its port and work dir. As root it logs an AH02155
+    alert (no User to switch to) and serves anyway."""
+    binary = apache_binary()
+    if binary is None:
+        raise RuntimeError("apache2 is not installed")
+    with _run_web_server(conf_text, "apache2.conf", [binary, "-X", "-f"]) as running:
+        yield running
