@@ -6,6 +6,7 @@ setting cannot exist in one place and not the other (a test keeps the README in 
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -17,6 +18,7 @@ from .protocol import ProtocolSettings, Role
 ROLE_NAMES = {role.name.lower(): role for role in Role}
 INTERFACES = ("auto", "wsgi", "asgi")
 LIFESPAN_MODES = ("auto", "on", "off")
+LOOPS = ("auto", "asyncio", "uvloop")
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 
 
@@ -40,6 +42,9 @@ class Config:
     lifespan: str = _setting(
         "ASGI lifespan: auto (used when the app supports it), on (required) or off",
         default="auto",
+    )
+    loop: str = _setting(
+        "ASGI event loop: auto (uvloop when installed), asyncio or uvloop", default="auto"
     )
     factory: bool = _setting("APP names a callable returning the application", default=False)
     threads: int = _setting(
@@ -86,6 +91,10 @@ class Config:
             raise ValueError(f"interface must be one of {', '.join(INTERFACES)}")
         if self.lifespan not in LIFESPAN_MODES:
             raise ValueError(f"lifespan must be one of {', '.join(LIFESPAN_MODES)}")
+        if self.loop not in LOOPS:
+            raise ValueError(f"loop must be one of {', '.join(LOOPS)}")
+        if self.loop == "uvloop" and importlib.util.find_spec("uvloop") is None:
+            raise ValueError("loop: uvloop is not installed (pip install 'fcgigw[fast]')")
         if self.log_level not in LOG_LEVELS:
             raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
         if not self.bind:

@@ -20,9 +20,12 @@ from fcgigw.protocol import AbortRequest, EndRequest, InputData, OutputData, Rec
 TIMEOUT = 20
 
 
-@pytest.fixture(scope="module")
-def asgi() -> Iterator[RunningProcess]:
+@pytest.fixture(scope="module", params=["asyncio", "uvloop"])
+def asgi(request: pytest.FixtureRequest) -> Iterator[RunningProcess]:
+    """The ASGI test apps with lifespan, on each event loop."""
     with run_fcgigw(
+        "--loop",
+        request.param,
         "--access-log",
         "--root-path",
         "/app",
@@ -206,6 +209,18 @@ def test_an_app_without_lifespan_is_served_in_auto_mode() -> None:
     with run_fcgigw("asgiapps:router") as server:
         assert request(server, "/hello").body == b"Hello, world!"
         assert json.loads(request(server, "/echo").body)["state"] is None
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_both_event_loops_serve(loop: str) -> None:
+    with run_fcgigw("--loop", loop, "asgiapps:with_lifespan") as server:
+        assert f"({loop} event loop)" in server.log()
+        assert request(server, "/hello").body == b"Hello, world!"
+        assert len(request(server, "/big").body) == 64 * 65536  # backpressure path
+        with FastCGIClient(server.address, timeout=TIMEOUT) as client:  # kept connection
+            for _ in range(3):
+                response = client.request(build_params("GET", "/hello"), keep_connection=True)
+                assert response.body == b"Hello, world!"
 
 
 def test_lifespan_off_skips_startup() -> None:

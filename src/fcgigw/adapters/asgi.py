@@ -58,27 +58,28 @@ def build_scope(
     channel: RequestChannel, root_path: str, state: dict[str, Any] | None = None
 ) -> Scope:
     """The HTTP connection scope for this request."""
-    cgi = {name.decode("latin-1"): value.decode("latin-1") for name, value in channel.params}
-    script_name, path_info = split_script_path(
-        cgi.get("SCRIPT_NAME"), cgi.get("PATH_INFO"), root_path
-    )
+    raw = dict(channel.params)  # only the dozen params the scope uses are decoded
+
+    def cgi(name: bytes) -> str | None:
+        value = raw.get(name)
+        return None if value is None else value.decode("latin-1")
+
+    script_name, path_info = split_script_path(cgi(b"SCRIPT_NAME"), cgi(b"PATH_INFO"), root_path)
     # ASGI 2.x: path includes root_path (Starlette and Django strip it themselves).
     full_path = script_name + path_info
     scope: Scope = {
         "type": "http",
         "asgi": dict(ASGI_VERSION),
-        "http_version": http_version(cgi.get("SERVER_PROTOCOL")),
-        "method": cgi.get("REQUEST_METHOD", "GET").upper(),
-        "scheme": url_scheme(cgi.get("HTTPS"), cgi.get("REQUEST_SCHEME")),
+        "http_version": http_version(cgi(b"SERVER_PROTOCOL")),
+        "method": raw.get(b"REQUEST_METHOD", b"GET").decode("latin-1").upper(),
+        "scheme": url_scheme(cgi(b"HTTPS"), cgi(b"REQUEST_SCHEME")),
         "path": asgi_path(full_path),
-        "raw_path": raw_path(cgi.get("REQUEST_URI"), full_path),
-        "query_string": cgi.get("QUERY_STRING", "").encode("latin-1"),
+        "raw_path": raw_path(cgi(b"REQUEST_URI"), full_path),
+        "query_string": raw.get(b"QUERY_STRING", b""),
         "root_path": asgi_path(script_name),
         "headers": asgi_headers(channel.params),
-        "client": address_pair(cgi.get("REMOTE_ADDR"), cgi.get("REMOTE_PORT")),
-        "server": address_pair(
-            cgi.get("SERVER_ADDR") or cgi.get("SERVER_NAME"), cgi.get("SERVER_PORT")
-        ),
+        "client": address_pair(cgi(b"REMOTE_ADDR"), cgi(b"REMOTE_PORT")),
+        "server": address_pair(cgi(b"SERVER_ADDR") or cgi(b"SERVER_NAME"), cgi(b"SERVER_PORT")),
         "extensions": {
             "fastcgi": {"params": channel.params, "role": channel.role.name},
             "http.response.pathsend": {},

@@ -134,24 +134,24 @@ class AsyncChannel:
             return
         self.finished = True
         self._done.set()
+        tail = b""
         if last_stdout and not self.aborted and not self._protocol.closed:
             self._note_output(last_stdout)
-            self._protocol.write(
-                self._protocol.connection.send(OutputData(self.request_id, last_stdout))
-            )
+            tail = self._protocol.connection.send(OutputData(self.request_id, last_stdout))
         for chunks in self._queues.values():
             self._protocol.input_consumed(sum(map(len, chunks)))
             chunks.clear()
         end = EndRequest(self.request_id, app_status)
         if self.input_ended or self.aborted:
-            self._send_end(end)
+            self._send_end(end, tail)  # one write: the last STDOUT and END_REQUEST together
         else:
+            self._protocol.write(tail)
             self._pending_end = end
 
-    def _send_end(self, end: EndRequest) -> None:
+    def _send_end(self, end: EndRequest, tail: bytes = b"") -> None:
         self._pending_end = None
         if not self._protocol.closed:
-            self._protocol.write(self._protocol.connection.send(end))
+            self._protocol.write(tail + self._protocol.connection.send(end))
         self._protocol.request_done(self)
 
     def _note_output(self, data: bytes) -> None:
