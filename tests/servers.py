@@ -21,6 +21,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 LOG_TIMEOUT_SECONDS = 10
+EXIT_TIMEOUT_SECONDS = 20
 START_TIMEOUT_SECONDS = 15.0
 
 
@@ -90,6 +91,19 @@ def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> int:
 
 def fcgigw_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "fcgigw", *args]
+
+
+def run_to_exit(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``python -m fcgigw *args`` until it exits (start-up errors), output captured as text."""
+    return subprocess.run(
+        fcgigw_command(*args),
+        capture_output=True,
+        text=True,
+        timeout=EXIT_TIMEOUT_SECONDS,
+        env=env or child_environment(),
+        cwd=REPO,
+        check=False,
+    )
 
 
 def child_environment() -> dict[str, str]:

@@ -12,18 +12,30 @@ def serve(app: Any, **settings: Any) -> None:
     ``fcgigw.serve(app, bind="unix:/run/app.sock")``.
 
     Settings are the Config fields (see ``fcgigw --help``); FCGIGW_* variables apply too.
+    Without ``bind`` it serves the way it was started, which is what a dispatch.fcgi needs:
+    on the listening socket a web server left on fd 0 (mod_fcgid, lighttpd; FastCGI §2.2),
+    on systemd's sockets, as one CGI request (mod_cgi, a shell), else on 127.0.0.1:9000.
     """
+    import os
+
     from .adapters.app_loader import as_asgi3, detect_interface
     from .cli import make_server
     from .config import load_config
+    from .server.cgi import serve_cgi, started_as_cgi
     from .server.logs import configure_logging
+    from .server.stdio import reopen_missing_stdio
 
+    reopen_missing_stdio()  # before logging: fds 1 and 2 may be closed (FastCGI §2.2)
     if isinstance(settings.get("bind"), str):
         settings["bind"] = (settings["bind"],)
     config = load_config(settings)
     configure_logging(config.log_level)
     interface = detect_interface(app) if config.interface == "auto" else config.interface
-    make_server(as_asgi3(app) if interface == "asgi" else app, interface, config).serve_forever()
+    app = as_asgi3(app) if interface == "asgi" else app
+    if started_as_cgi(config, os.environ):
+        serve_cgi(app, interface, config)
+        return
+    make_server(app, interface, config).serve_forever()
 
 
 __all__ = ["__version__", "serve"]

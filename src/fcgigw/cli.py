@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
+import os
+import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .adapters.app_loader import AppLoadError, as_asgi3, detect_interface, import_app
 from .adapters.lifespan import LifespanFailure
 from .config import Config, load_config, parse_value, setting_fields
 from .server.aio import AsyncServer
-from .server.listeners import BindError
+from .server.cgi import serve_cgi, started_as_cgi
+from .server.listeners import BindError, open_listeners
 from .server.logs import configure_logging
+from .server.pidfile import pid_file
 from .server.server import Server
+from .server.stdio import reopen_missing_stdio
+from .server.supervisor import Supervisor
 
 #: Exit codes, named so a supervisor can tell "fix your config" from a crash.
 EXIT_OK = 0
@@ -70,22 +77,41 @@ def config_from_args(argv: Sequence[str], environ: dict[str, str] | None = None)
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``fcgigw`` command."""
+    reopen_missing_stdio()  # a web server may start us with fds 1 and 2 closed (§2.2)
     try:
         config = config_from_args(sys.argv[1:] if argv is None else argv)
     except ValueError as error:
         print(f"fcgigw: {error}", file=sys.stderr)
         return EXIT_CONFIG
     configure_logging(config.log_level)
+    if config.workers and not started_as_cgi(config, os.environ):
+        return supervise(config)
     try:
         app, interface = load_app(config)
     except AppLoadError as error:
-        print(f"fcgigw: {error}", file=sys.stderr)
+        report_app_load_error(error)
         return EXIT_APP_LOAD
+    if started_as_cgi(config, os.environ):
+        serve_cgi(app, interface, config)  # one request, as mod_cgi or a shell runs us
+        return EXIT_OK
     try:
         server = make_server(app, interface, config)
     except BindError as error:
         print(f"fcgigw: {error}", file=sys.stderr)
         return EXIT_BIND
+    with pid_file(config.pid_file):
+        return serve(server)
+
+
+def report_app_load_error(error: AppLoadError) -> None:
+    """One line for the operator, after the app's own traceback when its code failed."""
+    if error.__cause__ is not None:
+        logger.error("the application failed to import", exc_info=error.__cause__)
+    print(f"fcgigw: {error}", file=sys.stderr)
+
+
+def serve(server: Server | AsyncServer) -> int:
+    """Run ``server`` until it stops; the exit code."""
     try:
         server.serve_forever()
     except LifespanFailure as error:
@@ -106,8 +132,37 @@ def load_app(config: Config) -> tuple[Any, str]:
     return (as_asgi3(app) if interface == "asgi" else app), interface
 
 
-def make_server(app: Any, interface: str, config: Config) -> Server | AsyncServer:
+def make_server(
+    app: Any, interface: str, config: Config, listeners: list[socket.socket] | None = None
+) -> Server | AsyncServer:
     """The threaded server for WSGI, the asyncio one for ASGI."""
     if interface == "asgi":
-        return AsyncServer(app, config)
-    return Server(app, config)
+        return AsyncServer(app, config, listeners)
+    return Server(app, config, listeners)
+
+
+def supervise(config: Config) -> int:
+    """--workers N: the supervisor opens the listeners and forks workers that import the app."""
+    try:
+        listeners = open_listeners(config)
+    except BindError as error:
+        print(f"fcgigw: {error}", file=sys.stderr)
+        return EXIT_BIND
+    try:
+        with pid_file(config.pid_file):
+            return Supervisor(config, listeners, functools.partial(run_worker, config)).run()
+    finally:
+        for sock in listeners:
+            sock.close()
+
+
+def run_worker(config: Config, listeners: list[socket.socket], on_ready: Callable[[], None]) -> int:
+    """One supervised worker, in its forked process: import the app, serve, exit code."""
+    try:
+        app, interface = load_app(config)
+    except AppLoadError as error:
+        report_app_load_error(error)
+        return EXIT_APP_LOAD
+    server = make_server(app, interface, config, listeners)
+    server.on_ready = on_ready
+    return serve(server)

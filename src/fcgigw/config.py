@@ -35,8 +35,11 @@ class Config:
         metadata={"help": "module:attribute of the WSGI app; none serves the diagnostics page"},
     )
     bind: tuple[str, ...] = _setting(
-        "address to listen on: HOST:PORT, [IPV6]:PORT, unix:PATH or fd://N (repeatable)",
-        default=("127.0.0.1:9000",),
+        "address to listen on: HOST:PORT, [IPV6]:PORT, unix:PATH or fd://N (repeatable). "
+        "Without it: fd 0 when a web server started fcgigw on a listening socket "
+        "(FastCGI §2.2), else systemd's LISTEN_FDS, else one request as a CGI program "
+        "when started as one, else 127.0.0.1:9000",
+        default=(),
     )
     interface: str = _setting("application interface: auto, wsgi or asgi", default="auto")
     lifespan: str = _setting(
@@ -50,6 +53,25 @@ class Config:
     threads: int = _setting(
         "threads for WSGI requests; extra ones serve only while others wait on I/O", default=8
     )
+    workers: int = _setting(
+        "worker processes under a supervisor that replaces dead ones and reloads on SIGHUP; "
+        "0 serves in this process",
+        default=0,
+    )
+    max_requests: int = _setting(
+        "requests a process serves before it is replaced (0: no limit; without workers the "
+        "process exits, as mod_fcgid expects)",
+        default=0,
+    )
+    max_requests_jitter: int = _setting(
+        "random extra requests (0..N) added to max_requests per process, so workers do not "
+        "all restart at once",
+        default=0,
+    )
+    graceful_timeout_seconds: int = _setting(
+        "seconds in-flight requests get to finish after SIGTERM or a reload", default=30
+    )
+    pid_file: str = _setting("file to write the main process id to (removed on exit)", default="")
     root_path: str = _setting(
         "mount prefix moved from PATH_INFO to SCRIPT_NAME when the server cannot say it",
         default="",
@@ -97,8 +119,6 @@ class Config:
             raise ValueError("loop: uvloop is not installed (pip install 'fcgigw[fast]')")
         if self.log_level not in LOG_LEVELS:
             raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
-        if not self.bind:
-            raise ValueError("bind needs at least one address")
         for name in (
             "threads",
             "max_params_bytes",
@@ -109,6 +129,9 @@ class Config:
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
+        for name in ("workers", "max_requests", "max_requests_jitter", "graceful_timeout_seconds"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must not be negative")
         if not 0 <= self.socket_mode <= 0o777:
             raise ValueError("socket_mode must be an octal mode between 000 and 777")
         if not self.roles:

@@ -28,6 +28,7 @@ def echo(environ: dict[str, Any], start_response: StartResponse) -> Iterable[byt
         if isinstance(value, str) and not key.startswith("wsgi.")
     }
     data["wsgi.url_scheme"] = environ["wsgi.url_scheme"]
+    data["wsgi.run_once"] = environ["wsgi.run_once"]
     data["body_length"] = len(body)
     data["body_sha256"] = hashlib.sha256(body).hexdigest()
     data["pid"] = os.getpid()

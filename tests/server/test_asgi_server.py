@@ -6,13 +6,17 @@ import hashlib
 import json
 import signal
 import socket
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from servers import REPO, RunningProcess, child_environment, fcgigw_command, free_port, run_fcgigw
+from servers import (
+    RunningProcess,
+    free_port,
+    run_fcgigw,
+    run_to_exit,
+)
 
 from fcgigw.client import FastCGIClient, build_params
 from fcgigw.protocol import AbortRequest, EndRequest, InputData, OutputData, RecordType
@@ -214,7 +218,7 @@ def test_an_app_without_lifespan_is_served_in_auto_mode() -> None:
 @pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
 def test_both_event_loops_serve(loop: str) -> None:
     with run_fcgigw("--loop", loop, "asgiapps:with_lifespan") as server:
-        assert f"({loop} event loop)" in server.log()
+        server.wait_for_log(f"({loop} event loop)")
         assert request(server, "/hello").body == b"Hello, world!"
         assert len(request(server, "/big").body) == 64 * 65536  # backpressure path
         with FastCGIClient(server.address, timeout=TIMEOUT) as client:  # kept connection
@@ -237,15 +241,7 @@ def test_lifespan_off_skips_startup() -> None:
     ],
 )
 def test_lifespan_failures_exit_with_a_clear_message(args: list[str], message: str) -> None:
-    result = subprocess.run(
-        fcgigw_command("--bind", f"127.0.0.1:{free_port()}", *args),
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-        env=child_environment(),
-        cwd=REPO,
-        check=False,
-    )
+    result = run_to_exit("--bind", f"127.0.0.1:{free_port()}", *args)
     assert result.returncode == 5
     assert f"fcgigw: {message}" in result.stderr
 

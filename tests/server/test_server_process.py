@@ -12,24 +12,20 @@ import threading
 from pathlib import Path
 
 import pytest
-from servers import REPO, child_environment, fcgigw_command, free_port, run_fcgigw, short_tempdir
+from servers import (
+    REPO,
+    child_environment,
+    fcgigw_command,
+    free_port,
+    run_fcgigw,
+    run_to_exit,
+    short_tempdir,
+)
 
 from fcgigw.client import FastCGIClient, build_params
 from fcgigw.protocol import ConnectionClosed, EndRequest, ProtocolStatus, RecordType, Role
 
 TIMEOUT = 20
-
-
-def run_briefly(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        fcgigw_command(*args),
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-        env=env or child_environment(),
-        cwd=REPO,
-        check=False,
-    )
 
 
 def hello(address: str) -> int:
@@ -38,15 +34,37 @@ def hello(address: str) -> int:
 
 
 def test_an_app_that_cannot_be_imported_is_a_one_line_error() -> None:
-    result = run_briefly("--bind", f"127.0.0.1:{free_port()}", "no_such_module:app")
+    result = run_to_exit("--bind", f"127.0.0.1:{free_port()}", "no_such_module:app")
     assert result.returncode == 3
     assert result.stderr.strip().splitlines() == [
         "fcgigw: cannot import module 'no_such_module': No module named 'no_such_module'"
     ]
 
 
+@pytest.mark.parametrize(
+    ("source", "shown"),
+    [
+        ("import no_such_dependency\napp = None\n", "No module named 'no_such_dependency'"),
+        ("SETTINGS['x']\n", "NameError: name 'SETTINGS' is not defined"),
+        ("def app(environ, start_response)\n", "SyntaxError"),
+    ],
+)
+def test_an_app_whose_own_code_fails_to_import_shows_its_traceback(
+    tmp_path: Path, source: str, shown: str
+) -> None:
+    (tmp_path / "brokenapp.py").write_text(source)
+    env = child_environment()
+    env["PYTHONPATH"] += os.pathsep + str(tmp_path)
+    result = run_to_exit("--bind", f"127.0.0.1:{free_port()}", "brokenapp:app", env=env)
+    assert result.returncode == 3  # a supervisor (ours, systemd, mod_fcgid) must not loop
+    assert "Traceback (most recent call last)" in result.stderr
+    assert 'brokenapp.py", line' in result.stderr
+    assert shown in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("fcgigw: importing 'brokenapp' failed")
+
+
 def test_a_missing_attribute_is_a_one_line_error() -> None:
-    result = run_briefly("--bind", f"127.0.0.1:{free_port()}", "testapps:nope")
+    result = run_to_exit("--bind", f"127.0.0.1:{free_port()}", "testapps:nope")
     assert result.returncode == 3
     assert "has no attribute 'nope'" in result.stderr
 
@@ -56,7 +74,7 @@ def test_an_address_in_use_is_a_one_line_error() -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = run_briefly("--bind", f"127.0.0.1:{port}", "testapps:hello")
+        result = run_to_exit("--bind", f"127.0.0.1:{port}", "testapps:hello")
     assert result.returncode == 4
     assert result.stderr.startswith(f"fcgigw: cannot listen on 127.0.0.1:{port}:")
     assert len(result.stderr.strip().splitlines()) == 1
@@ -67,7 +85,7 @@ def test_an_address_in_use_is_a_one_line_error() -> None:
     [["--bind", "nowhere"], ["--threads", "0"], ["--roles", "responder,judge"]],
 )
 def test_bad_settings_exit_with_a_clear_message(args: list[str]) -> None:
-    result = run_briefly(*args, "testapps:hello")
+    result = run_to_exit(*args, "testapps:hello")
     assert result.returncode == 2
     assert result.stderr.startswith("fcgigw: ")
 
@@ -159,7 +177,7 @@ def test_a_stale_unix_socket_file_is_replaced_and_a_live_one_refused() -> None:
     stale.close()  # the file stays, nobody listens
     with run_fcgigw("testapps:router", address=f"unix:{path}") as server:
         assert hello(server.address) == 200
-        second = run_briefly("--bind", f"unix:{path}", "testapps:hello")
+        second = run_to_exit("--bind", f"unix:{path}", "testapps:hello")
         assert second.returncode == 4
         assert "another process is listening" in second.stderr
 
@@ -167,7 +185,7 @@ def test_a_stale_unix_socket_file_is_replaced_and_a_live_one_refused() -> None:
 def test_a_regular_file_is_never_removed_for_a_socket() -> None:
     path = Path(short_tempdir()) / "precious.txt"
     path.write_text("keep me")
-    result = run_briefly("--bind", f"unix:{path}", "testapps:hello")
+    result = run_to_exit("--bind", f"unix:{path}", "testapps:hello")
     assert result.returncode == 4
     assert path.read_text() == "keep me"
 

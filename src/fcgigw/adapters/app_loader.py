@@ -12,7 +12,8 @@ from asgiref.compatibility import guarantee_single_callable
 
 
 class AppLoadError(Exception):
-    """The application could not be imported; the message is one line for the operator."""
+    """The application could not be imported; the message is one line for the operator, and
+    ``__cause__`` the error raised by the app's own code, if any (its traceback helps)."""
 
 
 def import_app(spec: str, *, factory: bool = False) -> Any:
@@ -28,15 +29,22 @@ def import_app(spec: str, *, factory: bool = False) -> Any:
         target: Any = importlib.import_module(module_name)
     except ImportError as error:
         if error.name and module_name.startswith(error.name):
-            raise AppLoadError(f"cannot import module {module_name!r}: {error}") from error
-        raise
+            raise AppLoadError(f"cannot import module {module_name!r}: {error}") from None
+        raise AppLoadError(f"importing {module_name!r} failed: {error!r}") from error
+    except Exception as error:
+        # The app's own code failed (a syntax error, a missing setting): same exit code, so a
+        # supervisor stops rather than restarting it in a loop; the traceback is logged.
+        raise AppLoadError(f"importing {module_name!r} failed: {error!r}") from error
     for part in attribute.split("."):
         try:
             target = getattr(target, part)
         except AttributeError:
             raise AppLoadError(f"module {module_name!r} has no attribute {attribute!r}") from None
     if factory:
-        target = target()
+        try:
+            target = target()
+        except Exception as error:
+            raise AppLoadError(f"the factory {spec} failed: {error!r}") from error
     if not callable(target):
         raise AppLoadError(f"{spec} is not callable (a {type(target).__name__})")
     return target

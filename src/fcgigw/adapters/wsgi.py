@@ -82,9 +82,13 @@ def _latin1(text: str) -> bytes:
         raise InvalidResponse(f"{text!r} is not latin-1 (PEP 3333)") from None
 
 
-def run_wsgi(app: WSGIApp, channel: RequestChannel, *, root_path: str = "") -> None:
-    """Call ``app`` for the request on ``channel`` and end the request, whatever happens."""
+def run_wsgi(
+    app: WSGIApp, channel: RequestChannel, *, root_path: str = "", run_once: bool = False
+) -> None:
+    """Call ``app`` for the request on ``channel`` and end the request, whatever happens.
+    ``run_once`` is PEP 3333's hint that the process serves this one request (CGI)."""
     environ = build_environ(channel, root_path)
+    environ["wsgi.run_once"] = run_once
     writer = ResponseWriter(channel, head_request=environ.get("REQUEST_METHOD") == "HEAD")
     try:
         last_chunk = _respond(app, environ, writer, channel)

@@ -32,10 +32,13 @@ from .aio_channel import AsyncChannel
 from .listeners import describe, open_listeners
 from .logs import log_access
 from .peers import PeerAllowlist
+from .server import FIRST_RECORD_WAIT_SECONDS, request_budget
 
 logger = logging.getLogger("fcgigw.server")
 
-GRACEFUL_TIMEOUT_SECONDS = 30.0
+
+#: While stopping, how often to look whether the last requests have finished.
+SHUTDOWN_POLL_SECONDS = 0.01
 
 
 class FastCGIProtocol(asyncio.Protocol):
@@ -47,6 +50,8 @@ class FastCGIProtocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.channels: dict[int, AsyncChannel] = {}
         self.closed = False
+        #: Nothing received yet: accepted, its web server's first records still on the way.
+        self.fresh = True
         self._unread_bytes = 0
         self._reading_paused = False
         self._writing_paused = False
@@ -72,6 +77,7 @@ class FastCGIProtocol(asyncio.Protocol):
         self.server.connections.add(self)
 
     def data_received(self, data: bytes) -> None:
+        self.fresh = False
         self.connection.receive_data(data)
         self._process()
 
@@ -189,6 +195,9 @@ class AsyncServer:
         self._tasks: set[asyncio.Task[None]] = set()
         self._stop: asyncio.Event | None = None
         self._fast_stop = False
+        self.requests_left = request_budget(config)
+        #: Called once the server accepts connections (a supervised worker reports readiness).
+        self.on_ready: Callable[[], None] | None = None
 
     def start_request(self, channel: AsyncChannel) -> None:
         task = asyncio.get_running_loop().create_task(self._run(channel))
@@ -200,6 +209,11 @@ class AsyncServer:
         await run_asgi(self.app, channel, root_path=self.config.root_path, state=state)
         if self.config.access_log:
             log_access(channel)
+        if self.requests_left is not None:
+            self.requests_left -= 1
+            if self.requests_left == 0:
+                logger.info("served max_requests: stopping to be replaced")
+                self.request_stop()
 
     def request_stop(self, fast: bool = False) -> None:
         """Ask the server to stop (from a signal handler or another task)."""
@@ -222,6 +236,8 @@ class AsyncServer:
         loop_name = type(loop).__module__.partition(".")[0]  # "asyncio" or "uvloop"
         for sock in self.listeners:
             logger.info("fcgigw serving ASGI on %s (%s event loop)", describe(sock), loop_name)
+        if self.on_ready is not None:
+            self.on_ready()
         await self._stop.wait()
         for server in servers:
             server.close()
@@ -230,10 +246,21 @@ class AsyncServer:
         logger.info("fcgigw stopped")
 
     async def _finish_requests(self) -> None:
+        """Let running requests finish, and those on connections accepted just before the
+        stop arrive and finish (closing those would fail requests during a reload)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.graceful_timeout_seconds
+        fresh_until = loop.time() + FIRST_RECORD_WAIT_SECONDS
+        while not self._fast_stop and loop.time() < deadline:
+            fresh = loop.time() < fresh_until and any(c.fresh for c in self.connections)
+            if not (self._tasks or fresh):
+                break
+            if self._tasks:
+                await asyncio.wait(self._tasks, timeout=SHUTDOWN_POLL_SECONDS)
+            else:
+                await asyncio.sleep(SHUTDOWN_POLL_SECONDS)
         if self._tasks and not self._fast_stop:
-            _, pending = await asyncio.wait(self._tasks, timeout=GRACEFUL_TIMEOUT_SECONDS)
-            if pending:
-                logger.warning("%d requests still running; exiting", len(pending))
+            logger.warning("%d requests still running; exiting", len(self._tasks))
         for task in list(self._tasks):
             task.cancel()
         for connection in list(self.connections):

@@ -78,6 +78,8 @@ class ServedConnection:
         self._busy = busy
         self._inline_id: int | None = None
         self.closed = False
+        #: Nothing received yet: accepted, its web server's first records still on the way.
+        self.fresh = True
 
     # -- the owner's loop ----------------------------------------------------------------
 
@@ -127,6 +129,7 @@ class ServedConnection:
             data = b""
         with self.lock:
             self.protocol.receive_data(data)
+        self.fresh = False
         return True
 
     def _read_until_request(self) -> SocketChannel | None:
@@ -218,6 +221,7 @@ class ServedConnection:
                     data = self.sock.recv(RECV_BYTES)
                     with self.lock:
                         self.protocol.receive_data(data)
+                    self.fresh = False
                 elif wait is None or not self._receive_ready_bytes():
                     return None
             except RemoteProtocolError as error:

@@ -1,4 +1,6 @@
-"""Listening sockets: TCP (IPv4/IPv6), Unix (stale file replaced, mode set), inherited fd."""
+"""Listening sockets: TCP (IPv4/IPv6), Unix (stale file replaced, mode set), an inherited
+fd, and without --bind the socket whoever started fcgigw handed over: fd 0 from a web server
+(FastCGI §2.2) or systemd's LISTEN_FDS (sd_listen_fds(3)), else 127.0.0.1:9000."""
 
 from __future__ import annotations
 
@@ -7,14 +9,22 @@ import logging
 import os
 import socket
 import stat
+from collections.abc import Mapping, MutableMapping
 
-from ..address import Address
+from ..address import Address, parse_address
 from ..config import Config
 
 logger = logging.getLogger("fcgigw.server")
 
 #: listen() backlog: the kernel clamps it to net.core.somaxconn (4096 on current Linux).
 LISTEN_BACKLOG = 1024
+#: Where fcgigw listens with no --bind, no socket on fd 0 and no LISTEN_FDS (php-fpm's port).
+DEFAULT_BIND = "127.0.0.1:9000"
+#: FastCGI §2.2: FCGI_LISTENSOCK_FILENO equals STDIN_FILENO.
+FCGI_LISTENSOCK_FILENO = 0
+#: sd_listen_fds(3): the sockets systemd passes start at fd 3 (SD_LISTEN_FDS_START).
+SD_LISTEN_FDS_START = 3
+SYSTEMD_VARIABLES = ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES")
 
 
 class BindError(Exception):
@@ -99,14 +109,104 @@ def _inherited(fd: int) -> socket.socket:
         # Python >= 3.8's socket.fromfd raises on a non-socket; check first for a clear message.
         raise BindError(f"cannot use fd://{fd}: it is not a socket")
     sock = socket.socket(fileno=fd)
-    if not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+    if not _is_listening(sock):
         sock.detach()
         raise BindError(f"cannot use fd://{fd}: the socket is not listening")
     return sock
 
 
+def _is_listening(sock: socket.socket) -> bool:
+    """SO_ACCEPTCONN where the platform has it; else the spec's own test (§2.2):
+    getpeername() on the listening socket fails with ENOTCONN."""
+    try:
+        return bool(sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN))
+    except (OSError, AttributeError):
+        pass
+    try:
+        sock.getpeername()
+    except OSError as error:
+        return error.errno == errno.ENOTCONN
+    return False
+
+
+def listening_on_fd0() -> bool:
+    """True when fd 0 is a listening socket: a web server spawned fcgigw (FastCGI §2.2;
+    mod_fcgid, lighttpd bin-path, spawn-fcgi, cgi-fcgi -start: web-servers.md §4)."""
+    try:
+        if not stat.S_ISSOCK(os.fstat(FCGI_LISTENSOCK_FILENO).st_mode):
+            return False
+    except OSError:
+        return False
+    probe = socket.socket(fileno=FCGI_LISTENSOCK_FILENO)
+    try:
+        return _is_listening(probe)
+    finally:
+        probe.detach()  # fd 0 stays open; only the probe object goes
+
+
+def systemd_fd_count(environ: Mapping[str, str]) -> int:
+    """How many sockets systemd passed to this process (sd_listen_fds(3)). 0 without
+    LISTEN_FDS, or when LISTEN_PID names another process: the variables were then meant for
+    a parent (a wrapper script that did not exec), and its fds are not ours to take."""
+    pid_text, count_text = environ.get("LISTEN_PID"), environ.get("LISTEN_FDS")
+    if pid_text is None or count_text is None:
+        return 0
+    if not pid_text.strip().isdigit() or int(pid_text) != os.getpid():
+        logger.warning(
+            "LISTEN_FDS ignored: LISTEN_PID=%s is not this process (%d); "
+            "a wrapper script must exec fcgigw",
+            pid_text,
+            os.getpid(),
+        )
+        return 0
+    if not count_text.strip().isdigit():
+        logger.warning("LISTEN_FDS ignored: %r is not a number", count_text)
+        return 0
+    return int(count_text)
+
+
+def adopt_systemd_sockets(environ: MutableMapping[str, str]) -> list[socket.socket]:
+    """The sockets systemd passed (fds 3, 4, …), each named from LISTEN_FDNAMES in the log.
+    The variables are removed afterwards, as sd_listen_fds(unset_environment=1) does, so a
+    process the app starts does not try to adopt the same fds again."""
+    count = systemd_fd_count(environ)
+    names = environ.get("LISTEN_FDNAMES", "").split(":")
+    for name in SYSTEMD_VARIABLES:
+        environ.pop(name, None)
+    adopted: list[socket.socket] = []
+    try:
+        for index in range(count):
+            fd = SD_LISTEN_FDS_START + index
+            sock = _inherited(fd)
+            os.set_inheritable(fd, False)  # sd_listen_fds sets FD_CLOEXEC too
+            adopted.append(sock)
+            name = names[index] if index < len(names) and names[index] else f"fd {fd}"
+            logger.info("adopted systemd socket %s (%s)", name, describe(sock))
+    except BaseException:
+        for sock in adopted:
+            sock.close()
+        raise
+    return adopted
+
+
+def _automatic(config: Config) -> list[socket.socket]:
+    """No --bind: fd 0 if a web server spawned us on a listening socket, else systemd's
+    sockets, else DEFAULT_BIND."""
+    if listening_on_fd0():
+        sock = _inherited(FCGI_LISTENSOCK_FILENO)
+        logger.info("fd 0 is a listening socket (%s): serving on it (FastCGI §2.2)", describe(sock))
+        return [sock]
+    adopted = adopt_systemd_sockets(os.environ)
+    if adopted:
+        return adopted
+    return [open_listener(parse_address(DEFAULT_BIND), config.socket_mode)]
+
+
 def open_listeners(config: Config) -> list[socket.socket]:
-    """Every --bind address as a listening socket; all or none (a failure closes the rest)."""
+    """Every --bind address as a listening socket; all or none (a failure closes the rest).
+    Without --bind, the socket fcgigw was handed (see _automatic)."""
+    if not config.bind:
+        return _automatic(config)
     opened: list[socket.socket] = []
     try:
         for address in config.addresses:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import logging
+import random
+import select
 import signal
 import socket
 import threading
+import time
 from collections.abc import Callable
 from types import FrameType
 
@@ -20,8 +23,17 @@ from .pool import Dispatcher, WorkerThreads
 
 logger = logging.getLogger("fcgigw.server")
 
-#: Seconds in-flight requests get to finish after SIGTERM before the process exits anyway.
-GRACEFUL_TIMEOUT_SECONDS = 30.0
+
+#: During a graceful stop, how long a just-accepted connection may take to send its request.
+FIRST_RECORD_WAIT_SECONDS = 1.0
+
+
+def request_budget(config: Config) -> int | None:
+    """Requests this process serves before it stops to be replaced (None: no limit), with
+    jitter so that workers started together do not all restart together."""
+    if not config.max_requests:
+        return None
+    return config.max_requests + random.randint(0, config.max_requests_jitter)  # noqa: S311
 
 
 class Server:
@@ -40,6 +52,9 @@ class Server:
         self._threads = WorkerThreads(self._dispatcher, config.threads)
         self._stop_requested = threading.Event()
         self._fast_stop = False
+        self.requests_left = request_budget(config)
+        #: Called once the server accepts connections (a supervised worker reports readiness).
+        self.on_ready: Callable[[], None] | None = None
 
     @property
     def addresses(self) -> list[str]:
@@ -74,6 +89,11 @@ class Server:
         run_wsgi(self.app, channel, root_path=self.config.root_path)
         if self.config.access_log:
             log_access(channel)
+        if self.requests_left is not None:
+            self.requests_left -= 1  # races between threads only make the count approximate
+            if self.requests_left == 0:
+                logger.info("served max_requests: stopping to be replaced")
+                self.request_stop()
 
     # -- running and stopping ------------------------------------------------------------
 
@@ -84,6 +104,8 @@ class Server:
         self._threads.start()
         for address in self.addresses:
             logger.info("fcgigw serving on %s (%d threads)", address, self.config.threads)
+        if self.on_ready is not None:
+            self.on_ready()
 
     def request_stop(self, fast: bool = False) -> None:
         """Ask the server to stop; safe from a signal handler (it only records)."""
@@ -99,14 +121,33 @@ class Server:
     def stop(self, graceful: bool = True) -> None:
         """Stop accepting; with ``graceful``, let in-flight requests finish (bounded)."""
         self._stop_requested.set()
+        last_requests = []
         for connection in self._dispatcher.stop_accepting():
             assert isinstance(connection, ServedConnection)
-            connection.close()
+            if graceful and connection.fresh:
+                # Accepted just before the stop: its request is on the way. Closing it would
+                # fail that request (seen during reloads under load), so serve it first.
+                thread = threading.Thread(target=self._serve_last, args=(connection,))
+                thread.start()
+                last_requests.append(thread)
+            else:
+                connection.close()
         for sock in self.listeners:
             sock.close()
-        if graceful and not self._threads.join(GRACEFUL_TIMEOUT_SECONDS):
-            logger.warning("requests still running after %.0f s; exiting", GRACEFUL_TIMEOUT_SECONDS)
+        timeout = self.config.graceful_timeout_seconds
+        deadline = time.monotonic() + timeout
+        for thread in last_requests:
+            thread.join(timeout)
+        if graceful and not self._threads.join(max(0.0, deadline - time.monotonic())):
+            logger.warning("requests still running after %d s; exiting", timeout)
         logger.info("fcgigw stopped")
+
+    def _serve_last(self, connection: ServedConnection) -> None:
+        """Serve the request a fresh connection is about to send, then close it."""
+        readable, _, _ = select.select([connection.sock], [], [], FIRST_RECORD_WAIT_SECONDS)
+        if readable:
+            connection.serve()
+        connection.close()
 
     def serve_forever(self) -> None:
         """start(), stop on SIGTERM (graceful) or SIGINT (fast), when run in the main thread."""

@@ -1,0 +1,340 @@
+"""The main process for ``--workers N``: forks workers that share the listening sockets, keeps
+N of them alive, reloads them on SIGHUP without dropping a request, and stops them cleanly.
+
+The supervisor never imports the application: each worker imports it after the fork, so a
+reload picks up new code, and a crash in the app cannot take the supervisor down.
+
+Signals (gunicorn's set): TERM stops gracefully (workers finish in-flight requests, bounded by
+graceful_timeout_seconds); INT and QUIT stop fast; HUP starts a new generation of workers
+and stops the old one only once the new one serves (if it cannot start, the old one stays);
+TTIN and TTOU add or remove a worker. Handlers only record the signal; the loop acts on it.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import select
+import signal
+import socket
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import FrameType
+
+from ..config import Config
+
+logger = logging.getLogger("fcgigw.supervisor")
+
+#: Runs in a freshly forked worker: load the app, serve on the listeners, call the readiness
+#: callback once serving; returns the process exit code.
+WorkerMain = Callable[[list[socket.socket], Callable[[], None]], int]
+
+#: Worker exit codes meaning the application cannot start: it cannot be imported
+#: (cli.EXIT_APP_LOAD) or its lifespan startup failed (cli.EXIT_LIFESPAN). Retrying is futile.
+START_FAILURES = (3, 5)
+#: First and longest wait before replacing a worker that died (doubling in between).
+RESPAWN_DELAY_SECONDS = (0.1, 10.0)
+#: A worker that served this long resets the respawn delay.
+STABLE_AFTER_SECONDS = 10.0
+#: After a fast stop (INT/QUIT), workers get this long before SIGKILL.
+FAST_STOP_SECONDS = 5.0
+#: How often the loop wakes when nothing happens (to check deadlines).
+TICK_SECONDS = 0.5
+#: Seconds between a worker's checks that its supervisor is still alive.
+ORPHAN_CHECK_SECONDS = 1.0
+
+_HANDLED = (
+    signal.SIGTERM,
+    signal.SIGINT,
+    signal.SIGQUIT,
+    signal.SIGHUP,
+    signal.SIGTTIN,
+    signal.SIGTTOU,
+    signal.SIGCHLD,
+)
+
+
+@dataclass
+class Worker:
+    """One worker process as the supervisor tracks it."""
+
+    pid: int
+    generation: int
+    ready_fd: int  # read end of the pipe the worker writes one byte to once it serves
+    started_at: float = field(default_factory=time.monotonic)
+    ready: bool = False
+    stopping: bool = False
+    kill_at: float | None = None
+
+
+class Supervisor:
+    """Keeps ``config.workers`` processes serving; see the module docstring for signals."""
+
+    def __init__(self, config: Config, listeners: list[socket.socket], worker_main: WorkerMain):
+        self.config = config
+        self.listeners = listeners
+        self.worker_main = worker_main
+        self.target = config.workers
+        self.workers: dict[int, Worker] = {}
+        self.generation = 0
+        self.exit_code = 0
+        self._signals: deque[int] = deque()
+        self._stopping = False
+        self._respawn_delay = RESPAWN_DELAY_SECONDS[0]
+        self._respawn_at = 0.0
+        self._wakeup_read, self._wakeup_write = os.pipe()
+
+    # -- running -------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Serve until stopped; the exit code for the process."""
+        if threading.current_thread() is not threading.main_thread():
+            raise RuntimeError("the supervisor (workers > 0) must run in the main thread")
+        self._install_signal_handlers()
+        logger.info("supervisor %d starting %d workers", os.getpid(), self.target)
+        try:
+            self._spawn_missing()
+            while self.workers or not self._stopping:
+                self._wait_for_events()
+                self._handle_signals()
+                self._reap()
+                self._enforce_deadlines()
+                if not self._stopping:
+                    self._retire_old_generations()
+                    self._spawn_missing()
+        finally:
+            self._restore_signal_handlers()
+            os.close(self._wakeup_read)
+            os.close(self._wakeup_write)
+        logger.info("supervisor stopped")
+        return self.exit_code
+
+    def _wait_for_events(self) -> None:
+        pending = [w.ready_fd for w in self.workers.values() if w.ready_fd >= 0]
+        timeout = TICK_SECONDS
+        if self._respawn_at:
+            timeout = max(0.0, min(timeout, self._respawn_at - time.monotonic()))
+        try:
+            readable, _, _ = select.select([self._wakeup_read, *pending], [], [], timeout)
+        except InterruptedError:  # pragma: no cover - PEP 475 retries select itself
+            return
+        for fd in readable:
+            if fd == self._wakeup_read:
+                os.read(self._wakeup_read, 4096)
+            else:
+                self._mark_ready(fd)
+
+    def _mark_ready(self, fd: int) -> None:
+        worker = next(w for w in self.workers.values() if w.ready_fd == fd)
+        try:
+            data = os.read(fd, 1)
+        except OSError:
+            data = b""
+        if data:
+            worker.ready = True
+            logger.info("worker %d serving (generation %d)", worker.pid, worker.generation)
+        # EOF without the byte: the worker died before serving; _reap handles it.
+        os.close(fd)
+        worker.ready_fd = -1
+
+    # -- signals -------------------------------------------------------------------------
+
+    def _install_signal_handlers(self) -> None:
+        os.set_blocking(self._wakeup_write, False)
+        signal.set_wakeup_fd(self._wakeup_write)
+        for signum in _HANDLED:
+            signal.signal(signum, self._record_signal)
+
+    def _restore_signal_handlers(self) -> None:
+        signal.set_wakeup_fd(-1)
+        for signum in _HANDLED:
+            signal.signal(signum, signal.SIG_DFL)
+
+    def _record_signal(self, signum: int, frame: FrameType | None) -> None:
+        self._signals.append(signum)
+
+    def _handle_signals(self) -> None:
+        while self._signals:
+            signum = self._signals.popleft()
+            if signum == signal.SIGTERM:
+                self.stop(graceful=True)
+            elif signum in (signal.SIGINT, signal.SIGQUIT):
+                self.stop(graceful=False)
+            elif signum == signal.SIGHUP and not self._stopping:
+                self.reload()
+            elif signum == signal.SIGTTIN and not self._stopping:
+                self.target += 1
+                logger.info("SIGTTIN: %d workers", self.target)
+            elif signum == signal.SIGTTOU and not self._stopping and self.target > 1:
+                self.target -= 1
+                logger.info("SIGTTOU: %d workers", self.target)
+                self._retire_surplus()
+
+    def reload(self) -> None:
+        """A new generation of workers; the old one stops once the new one serves."""
+        self.generation += 1
+        logger.info("SIGHUP: starting worker generation %d", self.generation)
+
+    def stop(self, graceful: bool) -> None:
+        """Stop every worker: TERM (graceful) or INT (fast), then KILL past the deadline."""
+        if not self._stopping:
+            logger.info("stopping %s", "gracefully" if graceful else "fast")
+        self._stopping = True
+        for worker in self.workers.values():
+            self._stop_worker(worker, graceful)
+
+    def _stop_worker(self, worker: Worker, graceful: bool = True) -> None:
+        grace = self.config.graceful_timeout_seconds + 1.0 if graceful else FAST_STOP_SECONDS
+        deadline = time.monotonic() + grace
+        if worker.stopping and worker.kill_at is not None and worker.kill_at <= deadline:
+            return
+        worker.stopping = True
+        worker.kill_at = deadline
+        _signal(worker.pid, signal.SIGTERM if graceful else signal.SIGINT)
+
+    # -- workers -------------------------------------------------------------------------
+
+    def _current(self) -> list[Worker]:
+        return [
+            w for w in self.workers.values() if w.generation == self.generation and not w.stopping
+        ]
+
+    def _spawn_missing(self) -> None:
+        missing = self.target - len(self._current())
+        if missing <= 0 or time.monotonic() < self._respawn_at:
+            return
+        self._respawn_at = 0.0
+        for _ in range(missing):
+            self._spawn()
+
+    def _spawn(self) -> None:
+        ready_read, ready_write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child's coverage is collected by its own exit
+            os.close(ready_read)
+            os._exit(self._worker_process(ready_write))
+        os.close(ready_write)
+        self.workers[pid] = Worker(pid, self.generation, ready_read)
+
+    def _worker_process(self, ready_write: int) -> int:
+        """In the forked child: forget the supervisor's state, serve, return the exit code."""
+        supervisor_pid = os.getppid()
+        self._restore_signal_handlers()
+        for signum in (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGQUIT):
+            signal.signal(signum, signal.SIG_IGN)  # the supervisor's business, not a worker's
+        os.close(self._wakeup_read)
+        os.close(self._wakeup_write)
+        for worker in self.workers.values():
+            if worker.ready_fd >= 0:
+                os.close(worker.ready_fd)
+        _watch_supervisor(supervisor_pid)
+
+        def ready() -> None:
+            os.write(ready_write, b"1")
+            os.close(ready_write)
+
+        # Whatever happens, the child returns an exit code: unwinding into the supervisor's
+        # loop would leave two supervisors.
+        try:
+            return self.worker_main(self.listeners, ready)
+        except SystemExit as error:
+            return error.code if isinstance(error.code, int) else 1
+        except BaseException:
+            logger.exception("worker %d failed", os.getpid())
+            return 1
+        finally:
+            logging.shutdown()
+            for stream in (sys.stdout, sys.stderr):
+                stream.flush()
+
+    def _reap(self) -> None:
+        while self.workers:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            worker = self.workers.pop(pid, None)
+            if worker is not None:
+                self._worker_exited(worker, os.waitstatus_to_exitcode(status))
+
+    def _worker_exited(self, worker: Worker, code: int) -> None:
+        if worker.ready_fd >= 0:
+            os.close(worker.ready_fd)
+        if worker.stopping or self._stopping:
+            logger.info("worker %d stopped (exit %d)", worker.pid, code)
+            return
+        if code == 0:  # max_requests served, or stopped by someone else's SIGTERM
+            logger.info("worker %d exited; replacing it", worker.pid)
+            return
+        if not worker.ready and code in START_FAILURES:
+            serving = [w for w in self.workers.values() if w.ready and not w.stopping]
+            if not serving:
+                logger.error("the application cannot start (exit %d); stopping", code)
+                self.exit_code = code
+                self.stop(graceful=True)
+                return
+            if worker.generation == self.generation:
+                # A reload whose code cannot start: keep serving with the generation that does.
+                logger.error("reload failed (exit %d): keeping the running workers", code)
+                for other in self._current():
+                    self._stop_worker(other, graceful=False)
+                self.generation = max(w.generation for w in serving)
+                return
+        logger.error("worker %d died (exit %d); replacing it", worker.pid, code)
+        self._back_off(worker)
+
+    def _back_off(self, worker: Worker) -> None:
+        if time.monotonic() - worker.started_at > STABLE_AFTER_SECONDS:
+            self._respawn_delay = RESPAWN_DELAY_SECONDS[0]
+        self._respawn_at = time.monotonic() + self._respawn_delay
+        self._respawn_delay = min(self._respawn_delay * 2, RESPAWN_DELAY_SECONDS[1])
+
+    def _retire_old_generations(self) -> None:
+        """Once the current generation all serve, older workers stop gracefully."""
+        current = self._current()
+        if len(current) < self.target or not all(w.ready for w in current):
+            return
+        for worker in self.workers.values():
+            if worker.generation != self.generation and not worker.stopping:
+                logger.info("stopping worker %d (generation %d)", worker.pid, worker.generation)
+                self._stop_worker(worker)
+
+    def _retire_surplus(self) -> None:
+        for worker in self._current()[self.target :]:
+            self._stop_worker(worker)
+
+    def _enforce_deadlines(self) -> None:
+        now = time.monotonic()
+        for worker in self.workers.values():
+            if worker.kill_at is not None and now >= worker.kill_at:
+                logger.warning("worker %d did not stop in time: killing it", worker.pid)
+                _signal(worker.pid, signal.SIGKILL)
+                worker.kill_at = None
+
+
+def _signal(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except OSError as error:
+        if error.errno != errno.ESRCH:
+            raise
+
+
+def _watch_supervisor(supervisor_pid: int) -> None:
+    """A worker whose supervisor died (SIGKILL, OOM) stops gracefully instead of serving on
+    as an orphan that nothing will ever stop."""
+
+    def watch() -> None:
+        while os.getppid() == supervisor_pid:
+            time.sleep(ORPHAN_CHECK_SECONDS)
+        logger.warning("supervisor %d is gone: stopping", supervisor_pid)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="fcgigw-orphan-watch", daemon=True).start()
