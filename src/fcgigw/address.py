@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from .digits import is_ascii_digits
+
 AddressKind = Literal["tcp", "unix", "fd"]
 
 
@@ -34,7 +36,7 @@ def parse_address(text: str, *, allow_fd: bool = False) -> Address:
         if not allow_fd:
             raise ValueError("fd://N addresses are for listening, not connecting")
         number = text[5:]
-        if not number.isdigit():
+        if not is_ascii_digits(number):
             raise ValueError(f"fd://N needs a file descriptor number, got {text!r}")
         return Address("fd", fd=int(number))
     if text.startswith("["):
@@ -46,7 +48,7 @@ def parse_address(text: str, *, allow_fd: bool = False) -> Address:
         host, colon, port_text = text.rpartition(":")
         if not colon or ":" in host:
             raise ValueError(f"address must be HOST:PORT, [IPV6]:PORT or unix:PATH, got {text!r}")
-    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+    if not is_ascii_digits(port_text) or not 0 <= int(port_text) <= 65535:
         raise ValueError(f"port must be a number from 0 to 65535, got {port_text!r}")
     return Address("tcp", host=host or "0.0.0.0", port=int(port_text))
 

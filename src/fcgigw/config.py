@@ -80,6 +80,13 @@ class Config:
         "permissions of a Unix socket fcgigw creates, octal (php-fpm's listen.mode default)",
         default=0o660,
     )
+    socket_user: str = _setting(
+        "owner of a Unix socket fcgigw creates: a user name or uid (needs root)", default=""
+    )
+    socket_group: str = _setting(
+        "group of a Unix socket fcgigw creates: a group name or gid (e.g. the web server's)",
+        default="",
+    )
     allow_from: tuple[str, ...] = _setting(
         "web server addresses or networks allowed to connect over TCP, comma-separated "
         "(defaults to FCGI_WEB_SERVER_ADDRS, FastCGI §3.2)",
@@ -102,6 +109,24 @@ class Config:
     )
     multiplex_connections: bool = _setting(
         "accept several requests at once on one connection (FCGI_MPXS_CONNS)", default=True
+    )
+    header_timeout_seconds: int = _setting(
+        "seconds a connection may take to send a request's whole PARAMS (slow or silent "
+        "peers); 0 waits forever",
+        default=30,
+    )
+    idle_timeout_seconds: int = _setting(
+        "seconds an idle kept-alive connection stays open; 0 keeps it until the web server "
+        "closes it",
+        default=300,
+    )
+    request_timeout_seconds: int = _setting(
+        "seconds a request may run before fcgigw answers 504 for it and logs it; 0 is no limit",
+        default=0,
+    )
+    max_request_body_bytes: int = _setting(
+        "request body bytes accepted; a bigger body gets 413 without calling the app (0: no limit)",
+        default=0,
     )
     request_body_memory_bytes: int = _setting(
         "request body bytes held in memory per request before spilling to a temporary file",
@@ -129,7 +154,16 @@ class Config:
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
-        for name in ("workers", "max_requests", "max_requests_jitter", "graceful_timeout_seconds"):
+        for name in (
+            "workers",
+            "max_requests",
+            "max_requests_jitter",
+            "graceful_timeout_seconds",
+            "header_timeout_seconds",
+            "idle_timeout_seconds",
+            "request_timeout_seconds",
+            "max_request_body_bytes",
+        ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")
         if not 0 <= self.socket_mode <= 0o777:

@@ -23,7 +23,16 @@ from .params import (
     split_script_path,
     url_scheme,
 )
-from .response import APP_STATUS_ERROR, InvalidResponse, ResponseWriter, fail_request
+from .response import (
+    APP_STATUS_ERROR,
+    BODY_TOO_LARGE,
+    InvalidResponse,
+    ResponseWriter,
+    body_too_large,
+    fail_request,
+    send_error,
+)
+from .streams import RequestBodyTooLarge
 
 logger = logging.getLogger("fcgigw.asgi")
 
@@ -93,16 +102,24 @@ def build_scope(
 class _Cycle:
     """One request/response cycle: the receive and send callables the app gets."""
 
-    def __init__(self, channel: AsyncRequestChannel, writer: ResponseWriter) -> None:
+    def __init__(
+        self, channel: AsyncRequestChannel, writer: ResponseWriter, max_body_bytes: int = 0
+    ) -> None:
         self.channel = channel
         self.writer = writer
         self.body_done = False
         self.response_done = False
+        self.body_left = max_body_bytes or -1  # bytes still allowed; -1: no limit
 
     async def receive(self) -> Message:
         if not self.body_done and not self.response_done and not self.channel.aborted:
             body, more = await self.channel.receive_input()
             self.body_done = not more
+            if self.body_left >= 0:
+                self.body_left -= len(body)
+                if self.body_left < 0:
+                    self.body_done = True
+                    raise RequestBodyTooLarge("the request body is over max_request_body_bytes")
             if body or not self.channel.aborted:
                 return {"type": "http.request", "body": body, "more_body": more}
         await self.channel.wait_disconnected()
@@ -174,11 +191,18 @@ async def run_asgi(
     *,
     root_path: str = "",
     state: dict[str, Any] | None = None,
+    max_body_bytes: int = 0,
 ) -> None:
-    """Call ``app`` for the request on ``channel`` and end the request, whatever happens."""
+    """Call ``app`` for the request on ``channel`` and end the request, whatever happens;
+    ``max_body_bytes`` (0: none) refuses bigger bodies with 413."""
     scope = build_scope(channel, root_path, state)
     writer = ResponseWriter(channel, head_request=scope["method"] == "HEAD")
-    cycle = _Cycle(channel, writer)
+    if max_body_bytes:
+        declared = dict(channel.params).get(b"CONTENT_LENGTH", b"").decode("latin-1")
+        if body_too_large(declared, max_body_bytes, channel.request_id):
+            send_error(channel, 413, BODY_TOO_LARGE, headers_sent=False)
+            return
+    cycle = _Cycle(channel, writer, max_body_bytes)
     if channel.role is Role.FILTER:
         scope["extensions"]["fastcgi"]["receive_data"] = cycle.receive_data
     try:
@@ -186,6 +210,10 @@ async def run_asgi(
     except ClientDisconnected:
         logger.info("request %d: the web server went away mid-response", channel.request_id)
         channel.finish(APP_STATUS_ERROR)
+        return
+    except RequestBodyTooLarge:
+        logger.warning("request %d: body over max_request_body_bytes", channel.request_id)
+        send_error(channel, 413, BODY_TOO_LARGE, headers_sent=writer.headers_sent)
         return
     except Exception as error:
         if not cycle.response_done:

@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
+from ..digits import is_ascii_digits
+
 Pairs = Sequence[tuple[bytes, bytes]]
 
 # §6.3: CGI forbids these as HTTP_ variables (they duplicate CONTENT_TYPE/CONTENT_LENGTH), and
@@ -20,7 +22,7 @@ _HTTPS_ON = frozenset({"on", "1", "yes"})
 def content_length(value: str | None) -> int | None:
     """CONTENT_LENGTH as a length, or None when unknown: absent, "" (nginx GET), "-1" (Caddy,
     chunked) or garbage all mean the body ends at STDIN's empty record (§6.2)."""
-    if value is None or not value.isdigit():
+    if value is None or not is_ascii_digits(value):
         return None
     return int(value)
 
@@ -108,7 +110,9 @@ def _fill_required(environ: dict[str, Any], scheme: str) -> None:
     if not environ.get("SERVER_NAME"):
         environ["SERVER_NAME"] = host or "localhost"
     if not environ.get("SERVER_PORT"):
-        environ["SERVER_PORT"] = port if port.isdigit() else ("443" if scheme == "https" else "80")
+        environ["SERVER_PORT"] = (
+            port if is_ascii_digits(port) else ("443" if scheme == "https" else "80")
+        )
 
 
 def split_host(host_header: str) -> tuple[str, str]:
@@ -118,7 +122,7 @@ def split_host(host_header: str) -> tuple[str, str]:
         host, _, rest = host_header[1:].partition("]")
         return host, rest[1:] if rest.startswith(":") else ""
     host, colon, port = host_header.partition(":")
-    return (host, port) if colon and port.isdigit() else (host_header, "")
+    return (host, port) if colon and is_ascii_digits(port) else (host_header, "")
 
 
 # -- pieces of the ASGI scope (used by the ASGI adapter) -------------------------------------
@@ -182,6 +186,6 @@ def raw_path(request_uri: str | None, full_path: str) -> bytes | None:
 
 def address_pair(host: str | None, port: str | None) -> tuple[str, int] | None:
     """ASGI client/server tuples: None when the server did not say (cgi-fcgi sends neither)."""
-    if not host or port is None or not port.isdigit():
+    if not host or port is None or not is_ascii_digits(port):
         return None
     return host, int(port)

@@ -7,7 +7,9 @@ from __future__ import annotations
 import logging
 import traceback
 from collections.abc import Iterable
+from http import HTTPStatus
 
+from ..digits import is_ascii_digits
 from .channel import ClientDisconnected, RequestChannel
 
 logger = logging.getLogger("fcgigw.response")
@@ -166,12 +168,36 @@ def fail_request(channel: RequestChannel, writer: ResponseWriter, error: BaseExc
     text = "".join(traceback.format_exception(error))
     try:
         channel.send_stderr(text.encode("utf-8", "backslashreplace"))
-        if writer.headers_sent:
+    except ClientDisconnected:
+        pass
+    send_error(channel, 500, "The application failed.", headers_sent=writer.headers_sent)
+
+
+BODY_TOO_LARGE = "The request body is larger than this server accepts."
+
+
+def body_too_large(content_length: str | None, limit_bytes: int, request_id: int) -> bool:
+    """A declared length over the limit (the app is then not called); logged once."""
+    if content_length is None or not is_ascii_digits(content_length):
+        return False
+    if int(content_length) <= limit_bytes:
+        return False
+    logger.warning(
+        "request %d: refused a %s-byte body (setting max_request_body_bytes)",
+        request_id,
+        content_length,
+    )
+    return True
+
+
+def send_error(channel: RequestChannel, code: int, message: str, *, headers_sent: bool) -> None:
+    """End a request with an error response from fcgigw (500, 413, 504), or, when the app's
+    headers are already out, by cutting the response (END_REQUEST with an error appStatus)."""
+    try:
+        if headers_sent:
             channel.finish(APP_STATUS_ERROR)
             return
-        status, headers, body = error_response(
-            500, "Internal Server Error", "The application failed."
-        )
+        status, headers, body = error_response(code, HTTPStatus(code).phrase, message)
         fallback = ResponseWriter(channel)
         fallback.start(status, headers)
         fallback.finish(APP_STATUS_ERROR, body)

@@ -11,17 +11,23 @@ from .channel import RequestChannel
 READ_CHUNK_BYTES = 64 * 1024
 
 
+class RequestBodyTooLarge(Exception):
+    """The body passed max_request_body_bytes while the app read it (a chunked upload has no
+    length to check up front); fcgigw answers 413 when the headers are not out yet."""
+
+
 class InputStream:
     """wsgi.input (over ``channel.read_input``) and fcgi.data (over ``channel.read_data``): a
     stream as it arrives, ending at its empty record, not at CONTENT_LENGTH (which may be
     absent, "" or "-1": web-servers.md §6.2), hence wsgi.input_terminated."""
 
-    __slots__ = ("_buffer", "_ended", "_read")
+    __slots__ = ("_buffer", "_ended", "_left", "_read")
 
-    def __init__(self, read: Callable[[int], bytes]) -> None:
+    def __init__(self, read: Callable[[int], bytes], limit_bytes: int = 0) -> None:
         self._read = read
         self._buffer = b""
         self._ended = False
+        self._left = limit_bytes or -1  # bytes still allowed; -1: no limit
 
     def _fill(self) -> bool:
         """Append one chunk to the buffer; False at the end of the stream."""
@@ -31,6 +37,11 @@ class InputStream:
         if not chunk:
             self._ended = True
             return False
+        if self._left >= 0:
+            self._left -= len(chunk)
+            if self._left < 0:
+                self._ended = True
+                raise RequestBodyTooLarge("the request body is over max_request_body_bytes")
         self._buffer += chunk
         return True
 

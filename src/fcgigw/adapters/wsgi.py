@@ -15,8 +15,16 @@ from typing import Any
 from ..protocol import Role
 from .channel import ClientDisconnected, RequestChannel
 from .params import wsgi_environ
-from .response import APP_STATUS_ERROR, InvalidResponse, ResponseWriter, fail_request
-from .streams import ErrorStream, FileWrapper, InputStream
+from .response import (
+    APP_STATUS_ERROR,
+    BODY_TOO_LARGE,
+    InvalidResponse,
+    ResponseWriter,
+    body_too_large,
+    fail_request,
+    send_error,
+)
+from .streams import ErrorStream, FileWrapper, InputStream, RequestBodyTooLarge
 
 logger = logging.getLogger("fcgigw.wsgi")
 
@@ -83,13 +91,24 @@ def _latin1(text: str) -> bytes:
 
 
 def run_wsgi(
-    app: WSGIApp, channel: RequestChannel, *, root_path: str = "", run_once: bool = False
+    app: WSGIApp,
+    channel: RequestChannel,
+    *,
+    root_path: str = "",
+    run_once: bool = False,
+    max_body_bytes: int = 0,
 ) -> None:
     """Call ``app`` for the request on ``channel`` and end the request, whatever happens.
-    ``run_once`` is PEP 3333's hint that the process serves this one request (CGI)."""
+    ``run_once`` is PEP 3333's hint that the process serves this one request (CGI);
+    ``max_body_bytes`` (0: none) refuses bigger bodies with 413."""
     environ = build_environ(channel, root_path)
     environ["wsgi.run_once"] = run_once
     writer = ResponseWriter(channel, head_request=environ.get("REQUEST_METHOD") == "HEAD")
+    if max_body_bytes:
+        if body_too_large(environ.get("CONTENT_LENGTH"), max_body_bytes, channel.request_id):
+            send_error(channel, 413, BODY_TOO_LARGE, headers_sent=False)
+            return
+        environ["wsgi.input"] = InputStream(channel.read_input, max_body_bytes)
     try:
         last_chunk = _respond(app, environ, writer, channel)
         if not writer.started:
@@ -97,6 +116,9 @@ def run_wsgi(
     except ClientDisconnected:
         logger.info("request %d: the web server went away mid-response", channel.request_id)
         channel.finish(APP_STATUS_ERROR)
+    except RequestBodyTooLarge:
+        logger.warning("request %d: body over max_request_body_bytes", channel.request_id)
+        send_error(channel, 413, BODY_TOO_LARGE, headers_sent=writer.headers_sent)
     except Exception as error:
         fail_request(channel, writer, error)
     else:

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from urllib.parse import unquote_to_bytes
 
+from ..digits import is_ascii_digits
+
 Params = list[tuple[bytes, bytes]]
 
 
@@ -94,7 +96,7 @@ def parse_cgi_response(stdout: bytes) -> tuple[int, str, list[tuple[str, str]], 
             continue
         if name.strip().lower() == "status":
             code, _, reason = value.strip().partition(" ")
-            status = int(code) if code.isdigit() else 0
+            status = int(code) if is_ascii_digits(code) else 0
             reason = reason or _phrase(status)
         else:
             headers.append((name.strip(), value.strip()))

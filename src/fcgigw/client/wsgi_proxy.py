@@ -8,6 +8,7 @@ from typing import Any
 from urllib.parse import quote
 
 from ..address import Address
+from ..digits import is_ascii_digits
 from .connection import FastCGIClient
 
 #: CGI variables copied from the proxy's environ into the forwarded PARAMS.
@@ -38,7 +39,7 @@ class FastCGIProxy:
     ) -> Iterable[bytes]:
         params = self.params(environ)
         length = environ.get("CONTENT_LENGTH") or ""
-        body = environ["wsgi.input"].read(int(length)) if length.isdigit() else b""
+        body = environ["wsgi.input"].read(int(length)) if is_ascii_digits(length) else b""
         with FastCGIClient(self.address, timeout=self.timeout) as client:
             response = client.request(params, body)
         if response.stderr:

@@ -17,6 +17,7 @@ from typing import cast
 
 from ..adapters.asgi import ASGIApp, run_asgi
 from ..adapters.lifespan import Lifespan
+from ..adapters.response import send_error
 from ..config import Config
 from ..protocol import (
     AbortRequest,
@@ -29,6 +30,7 @@ from ..protocol import (
 )
 from ..protocol.events import NeedData
 from .aio_channel import AsyncChannel
+from .connection_limit import ConnectionLimit
 from .listeners import describe, open_listeners
 from .logs import log_access
 from .peers import PeerAllowlist
@@ -56,6 +58,30 @@ class FastCGIProtocol(asyncio.Protocol):
         self._reading_paused = False
         self._writing_paused = False
         self._drain_waiters: list[asyncio.Future[None]] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._idle = False  # kept open with no request: the idle timeout runs
+
+    # -- timeouts ----------------------------------------------------------------------------
+
+    def _arm(self, setting: str) -> None:
+        """Close the connection unless something happens within the setting's seconds."""
+        self._disarm()
+        seconds = getattr(self.server.config, setting)
+        if seconds and not self.closed:
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_later(seconds, self._time_out, setting)
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _time_out(self, setting: str) -> None:
+        self._timer = None
+        what = "sent no complete request" if setting.startswith("header") else "was idle"
+        seconds = getattr(self.server.config, setting)
+        logger.info("closing a connection: it %s for %d s (setting %s)", what, seconds, setting)
+        self.close()
 
     # -- asyncio callbacks -----------------------------------------------------------------
 
@@ -74,9 +100,18 @@ class FastCGIProtocol(asyncio.Protocol):
             # are not. Without it, Nagle holds END_REQUEST back ~40 ms behind the web server's
             # delayed ACK on a kept connection.
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if not self.server.connection_limit.admit():
+            self.closed = True
+            transport.close()
+            return
         self.server.connections.add(self)
+        self._arm("header_timeout_seconds")
 
     def data_received(self, data: bytes) -> None:
+        if self._idle:
+            # The first bytes of a request after an idle spell: its PARAMS must come in time.
+            self._idle = False
+            self._arm("header_timeout_seconds")
         self.fresh = False
         self.connection.receive_data(data)
         self._process()
@@ -87,8 +122,11 @@ class FastCGIProtocol(asyncio.Protocol):
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
         self.closed = True
-        self.server.connections.discard(self)
+        if self in self.server.connections:
+            self.server.connections.discard(self)
+            self.server.connection_limit.release()
         for channel in list(self.channels.values()):
             channel.abort()
         for waiter in self._drain_waiters:
@@ -128,6 +166,7 @@ class FastCGIProtocol(asyncio.Protocol):
 
     def _dispatch(self, event: object) -> None:
         if isinstance(event, RequestStarted):
+            self._disarm()  # the PARAMS are whole
             started = AsyncChannel(self, event)
             self.channels[event.request_id] = started
             self.server.start_request(started)
@@ -159,6 +198,9 @@ class FastCGIProtocol(asyncio.Protocol):
         self.channels.pop(channel.request_id, None)
         if self.connection.should_close:
             self.close()
+        elif not self.channels:
+            self._idle = True
+            self._arm("idle_timeout_seconds")
 
     def input_buffered(self, size: int) -> None:
         self._unread_bytes += size
@@ -192,6 +234,7 @@ class AsyncServer:
         self.allowlist = PeerAllowlist(config.allow_from)
         self.lifespan = Lifespan(app, config.lifespan)
         self.connections: set[FastCGIProtocol] = set()
+        self.connection_limit = ConnectionLimit(config.max_connections)
         self._tasks: set[asyncio.Task[None]] = set()
         self._stop: asyncio.Event | None = None
         self._fast_stop = False
@@ -206,7 +249,26 @@ class AsyncServer:
 
     async def _run(self, channel: AsyncChannel) -> None:
         state = self.lifespan.state if self.lifespan.supported else None
-        await run_asgi(self.app, channel, root_path=self.config.root_path, state=state)
+        request = run_asgi(
+            self.app,
+            channel,
+            root_path=self.config.root_path,
+            state=state,
+            max_body_bytes=self.config.max_request_body_bytes,
+        )
+        timeout = self.config.request_timeout_seconds
+        try:
+            await asyncio.wait_for(request, timeout or None)
+        except asyncio.TimeoutError:
+            logger.error(
+                "request %d: still running after %d s: cancelled, answered 504 (setting "
+                "request_timeout_seconds)",
+                channel.request_id,
+                timeout,
+            )
+            if not channel.finished:
+                message = "The application took too long."
+                send_error(channel, 504, message, headers_sent=channel.bytes_sent > 0)
         if self.config.access_log:
             log_access(channel)
         if self.requests_left is not None:
@@ -225,14 +287,16 @@ class AsyncServer:
         """Lifespan startup, serve until asked to stop, drain, lifespan shutdown."""
         loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
+        if threading.current_thread() is threading.main_thread():
+            # Before the lifespan startup: the sockets already listen, so a SIGTERM may come
+            # at any time now, and it must stop us cleanly (exit 0, lifespan shutdown).
+            loop.add_signal_handler(signal.SIGTERM, self.request_stop)
+            loop.add_signal_handler(signal.SIGINT, self.request_stop, True)
         await self.lifespan.startup()
         servers = [
             await loop.create_server(lambda: FastCGIProtocol(self), sock=sock)
             for sock in self.listeners
         ]
-        if threading.current_thread() is threading.main_thread():
-            loop.add_signal_handler(signal.SIGTERM, self.request_stop)
-            loop.add_signal_handler(signal.SIGINT, self.request_stop, True)
         loop_name = type(loop).__module__.partition(".")[0]  # "asyncio" or "uvloop"
         for sock in self.listeners:
             logger.info("fcgigw serving ASGI on %s (%s event loop)", describe(sock), loop_name)

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import TYPE_CHECKING
 
 from ..adapters.channel import ClientDisconnected, Params
+from ..adapters.response import send_error
 from ..protocol import EndRequest, OutputData, RecordType, RequestStarted, Role
 from .buffers import SpillBuffer
 
 if TYPE_CHECKING:
     from .connection import ServedConnection
+
+
+logger = logging.getLogger("fcgigw.server")
 
 
 class SocketChannel:
@@ -127,6 +132,24 @@ class SocketChannel:
         )
         for buffer in self.inputs.values():
             buffer.close()
+
+    def time_out(self) -> None:
+        """Called by the watchdog when the request ran past request_timeout_seconds: the web
+        server gets a 504 (or the cut response) and END_REQUEST now, without waiting for the
+        rest of the body; whatever the app writes later raises ClientDisconnected."""
+        if self.finished or self.aborted:
+            return
+        seconds = self._connection.config.request_timeout_seconds
+        logger.error(
+            "request %d: still running after %d s: answered 504 (setting "
+            "request_timeout_seconds); its thread stays busy until the app returns",
+            self.request_id,
+            seconds,
+        )
+        self.discard_input = True
+        self.ended.update(self.inputs)  # no draining from the watchdog's thread
+        send_error(self, 504, "The application took too long.", headers_sent=self.bytes_sent > 0)
+        self.aborted = True
 
     def _note_output(self, data: bytes) -> None:
         if not self.bytes_sent and data.startswith(b"Status: "):

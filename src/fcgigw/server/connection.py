@@ -32,6 +32,7 @@ from ..protocol import (
 from ..protocol.constants import MAX_CONTENT_LENGTH
 from ..protocol.events import NeedData, ServerEvent
 from .channel import SocketChannel
+from .watchdog import Watchdog
 
 logger = logging.getLogger("fcgigw.server")
 
@@ -62,6 +63,8 @@ class ServedConnection:
         run_request: RunRequest,
         submit: Submit,
         busy: BusyWatch | None = None,
+        watchdog: Watchdog | None = None,
+        on_close: Callable[[], None] | None = None,
     ) -> None:
         self.sock = sock
         self.peer = peer
@@ -80,6 +83,36 @@ class ServedConnection:
         self.closed = False
         #: Nothing received yet: accepted, its web server's first records still on the way.
         self.fresh = True
+        self._watchdog = watchdog
+        self._on_close = on_close
+        self.expect_request()
+
+    # -- timeouts (enforced by the watchdog thread) ----------------------------------------
+
+    def expect_request(self) -> None:
+        """A request is (about to be) on its way: its PARAMS must be whole in time."""
+        if self._watchdog is not None:
+            seconds = self.config.header_timeout_seconds
+            self._watchdog.set(self, seconds, lambda: self._time_out("header_timeout_seconds"))
+
+    def expect_idle(self) -> None:
+        """Parked with no request: closed after the idle timeout."""
+        if self._watchdog is not None:
+            seconds = self.config.idle_timeout_seconds
+            self._watchdog.set(self, seconds, lambda: self._time_out("idle_timeout_seconds"))
+
+    def _time_out(self, setting: str) -> None:
+        """Called by the watchdog: wake whoever waits on this socket, which then closes."""
+        seconds = getattr(self.config, setting)
+        what = "sent no complete request" if setting.startswith("header") else "was idle"
+        logger.info(
+            "closing connection from %s: it %s for %d s (setting %s)",
+            self.peer,
+            what,
+            seconds,
+            setting,
+        )
+        self._shutdown(socket.SHUT_RDWR)
 
     # -- the owner's loop ----------------------------------------------------------------
 
@@ -237,6 +270,8 @@ class ServedConnection:
         """Hand an event to its request; return a channel when a request can start."""
         with self.condition:
             if isinstance(event, RequestStarted):
+                if self._watchdog is not None:
+                    self._watchdog.clear(self)  # the PARAMS are whole: no header timeout
                 started = SocketChannel(self, event)
                 self._channels[event.request_id] = started
                 return started
@@ -309,6 +344,9 @@ class ServedConnection:
         waiting, so the close does not turn into an RST that could eat the response."""
         with self.condition:
             self._mark_lost()
+            on_close, self._on_close = self._on_close, None
+        if self._watchdog is not None:
+            self._watchdog.clear(self)
         self._shutdown(socket.SHUT_WR)
         try:
             while self.sock.recv(RECV_BYTES, socket.MSG_DONTWAIT):
@@ -316,6 +354,8 @@ class ServedConnection:
         except OSError:
             pass
         self.sock.close()
+        if on_close is not None:
+            on_close()
 
 
 def _deliver(channel: SocketChannel, event: InputData | InputEnd | AbortRequest) -> None:

@@ -5,14 +5,17 @@ fd, and without --bind the socket whoever started fcgigw handed over: fd 0 from 
 from __future__ import annotations
 
 import errno
+import grp
 import logging
 import os
+import pwd
 import socket
 import stat
 from collections.abc import Mapping, MutableMapping
 
 from ..address import Address, parse_address
 from ..config import Config
+from ..digits import is_ascii_digits
 
 logger = logging.getLogger("fcgigw.server")
 
@@ -31,12 +34,14 @@ class BindError(Exception):
     """An address could not be listened on; the message is one line for the operator."""
 
 
-def open_listener(address: Address, socket_mode: int) -> socket.socket:
+def open_listener(
+    address: Address, socket_mode: int, owner: tuple[str, str] = ("", "")
+) -> socket.socket:
     """A listening socket for ``address``."""
     if address.kind == "fd":
         return _inherited(address.fd)
     if address.kind == "unix":
-        return _unix(address.path, socket_mode)
+        return _unix(address.path, socket_mode, owner)
     return _tcp(address.host, address.port)
 
 
@@ -59,8 +64,9 @@ def _tcp_name(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def _unix(path: str, mode: int) -> socket.socket:
+def _unix(path: str, mode: int, owner: tuple[str, str] = ("", "")) -> socket.socket:
     _remove_stale_socket(path)
+    uid, gid = _ids(path, *owner)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         # Create the file with the final mode (no window where it is more open than asked).
@@ -69,12 +75,38 @@ def _unix(path: str, mode: int) -> socket.socket:
             sock.bind(path)
         finally:
             os.umask(old_umask)
+        if uid != -1 or gid != -1:
+            # php-fpm's listen.owner/listen.group: the web server's group may connect.
+            os.chown(path, uid, gid)
         os.chmod(path, mode)
         sock.listen(LISTEN_BACKLOG)
     except OSError as error:
         sock.close()
         raise BindError(f"cannot listen on unix:{path}: {error.strerror}") from None
     return sock
+
+
+def _ids(path: str, user: str, group: str) -> tuple[int, int]:
+    """--socket-user and --socket-group as ids (-1: leave as is); names must exist."""
+    try:
+        uid = -1 if not user else int(user) if is_ascii_digits(user) else pwd.getpwnam(user).pw_uid
+    except KeyError:
+        raise BindError(f"cannot listen on unix:{path}: no user {user!r}") from None
+    try:
+        gid = (
+            -1
+            if not group
+            else int(group)
+            if is_ascii_digits(group)
+            else grp.getgrnam(group).gr_gid
+        )
+    except KeyError:
+        raise BindError(f"cannot listen on unix:{path}: no group {group!r}") from None
+    return uid, gid
+
+
+def _owner(config: Config) -> tuple[str, str]:
+    return config.socket_user, config.socket_group
 
 
 def _remove_stale_socket(path: str) -> None:
@@ -151,7 +183,7 @@ def systemd_fd_count(environ: Mapping[str, str]) -> int:
     pid_text, count_text = environ.get("LISTEN_PID"), environ.get("LISTEN_FDS")
     if pid_text is None or count_text is None:
         return 0
-    if not pid_text.strip().isdigit() or int(pid_text) != os.getpid():
+    if not is_ascii_digits(pid_text.strip()) or int(pid_text) != os.getpid():
         logger.warning(
             "LISTEN_FDS ignored: LISTEN_PID=%s is not this process (%d); "
             "a wrapper script must exec fcgigw",
@@ -159,7 +191,7 @@ def systemd_fd_count(environ: Mapping[str, str]) -> int:
             os.getpid(),
         )
         return 0
-    if not count_text.strip().isdigit():
+    if not is_ascii_digits(count_text.strip()):
         logger.warning("LISTEN_FDS ignored: %r is not a number", count_text)
         return 0
     return int(count_text)
@@ -199,7 +231,7 @@ def _automatic(config: Config) -> list[socket.socket]:
     adopted = adopt_systemd_sockets(os.environ)
     if adopted:
         return adopted
-    return [open_listener(parse_address(DEFAULT_BIND), config.socket_mode)]
+    return [open_listener(parse_address(DEFAULT_BIND), config.socket_mode, _owner(config))]
 
 
 def open_listeners(config: Config) -> list[socket.socket]:
@@ -210,7 +242,7 @@ def open_listeners(config: Config) -> list[socket.socket]:
     opened: list[socket.socket] = []
     try:
         for address in config.addresses:
-            opened.append(open_listener(address, config.socket_mode))
+            opened.append(open_listener(address, config.socket_mode, _owner(config)))
     except BaseException:
         for sock in opened:
             sock.close()

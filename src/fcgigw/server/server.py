@@ -16,12 +16,18 @@ from ..adapters.wsgi import WSGIApp, run_wsgi
 from ..config import Config
 from .channel import SocketChannel
 from .connection import ServedConnection
+from .connection_limit import ConnectionLimit
 from .listeners import describe, open_listeners
 from .logs import log_access
 from .peers import PeerAllowlist
 from .pool import Dispatcher, WorkerThreads
+from .watchdog import Watchdog
 
 logger = logging.getLogger("fcgigw.server")
+
+
+def _nothing() -> None:
+    """The work for a connection refused at accept."""
 
 
 #: During a graceful stop, how long a just-accepted connection may take to send its request.
@@ -55,6 +61,8 @@ class Server:
         self.requests_left = request_budget(config)
         #: Called once the server accepts connections (a supervised worker reports readiness).
         self.on_ready: Callable[[], None] | None = None
+        self._watchdog = Watchdog()
+        self._connection_limit = ConnectionLimit(config.max_connections)
 
     @property
     def addresses(self) -> list[str]:
@@ -64,6 +72,9 @@ class Server:
     # -- work ----------------------------------------------------------------------------
 
     def _on_accept(self, sock: socket.socket, peer: str) -> Callable[[], None]:
+        if not self._connection_limit.admit():
+            sock.close()
+            return _nothing
         connection = ServedConnection(
             sock,
             peer,
@@ -71,11 +82,15 @@ class Server:
             run_request=self._run_request,
             submit=self._dispatcher.submit,
             busy=self._dispatcher,
+            watchdog=self._watchdog,
+            on_close=self._connection_limit.release,
         )
         return lambda: self._serve(connection)
 
     def _on_resume(self, connection: object) -> Callable[[], None]:
         assert isinstance(connection, ServedConnection)
+        if not connection.fresh:  # a fresh one keeps the deadline it got at accept
+            connection.expect_request()  # it became readable: a request is on its way
         return lambda: self._serve(connection)
 
     def _serve(self, connection: ServedConnection) -> None:
@@ -83,10 +98,22 @@ class Server:
             if self._stop_requested.is_set():
                 connection.close()
             else:
+                if not connection.fresh:
+                    connection.expect_idle()
                 self._dispatcher.park(connection.sock, connection)
 
     def _run_request(self, channel: SocketChannel) -> None:
-        run_wsgi(self.app, channel, root_path=self.config.root_path)
+        timeout = self.config.request_timeout_seconds
+        if timeout:
+            self._watchdog.set(channel, timeout, channel.time_out)
+        run_wsgi(
+            self.app,
+            channel,
+            root_path=self.config.root_path,
+            max_body_bytes=self.config.max_request_body_bytes,
+        )
+        if timeout:
+            self._watchdog.clear(channel)
         if self.config.access_log:
             log_access(channel)
         if self.requests_left is not None:
@@ -140,6 +167,7 @@ class Server:
             thread.join(timeout)
         if graceful and not self._threads.join(max(0.0, deadline - time.monotonic())):
             logger.warning("requests still running after %d s; exiting", timeout)
+        self._watchdog.stop()
         logger.info("fcgigw stopped")
 
     def _serve_last(self, connection: ServedConnection) -> None:
