@@ -6,6 +6,7 @@ setting cannot exist in one place and not the other (a test keeps the README in 
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 from collections.abc import Mapping
@@ -179,6 +180,7 @@ class Config:
         """The parsed bind addresses."""
         return tuple(parse_address(text, allow_fd=True) for text in self.bind)
 
+    @functools.cached_property
     def protocol_settings(self) -> ProtocolSettings:
         """The protocol core's view of these settings (and the GET_VALUES answers, §4.1)."""
         return ProtocolSettings(

@@ -48,7 +48,7 @@ class FastCGIProtocol(asyncio.Protocol):
 
     def __init__(self, server: AsyncServer) -> None:
         self.server = server
-        self.connection = ServerConnection(server.config.protocol_settings())
+        self.connection = ServerConnection(server.config.protocol_settings)
         self.transport: asyncio.Transport | None = None
         self.channels: dict[int, AsyncChannel] = {}
         self.closed = False

@@ -69,7 +69,7 @@ class ServedConnection:
         self.sock = sock
         self.peer = peer
         self.config = config
-        self.protocol = ServerConnection(config.protocol_settings())
+        self.protocol = ServerConnection(config.protocol_settings)
         self.lock = threading.Lock()
         self.condition = threading.Condition(self.lock)
         self.reader = threading.Lock()

@@ -219,12 +219,13 @@ class Dispatcher:
         except OSError as error:
             logger.error("accept failed on %s: %s", listener.getsockname(), error)
             return
-        if not self._allowlist.allows(sock.family, address):
+        family = listener.family  # the same; socket.family builds an enum on every access
+        if not self._allowlist.allows(family, address):
             logger.warning("refused connection from %s: not in --allow-from", address[0])
             sock.close()
             return
-        peer = _peer_name(sock.family, address)
-        if sock.family in (socket.AF_INET, socket.AF_INET6):
+        peer = _peer_name(family, address)
+        if family != socket.AF_UNIX:
             # Responses are written whole; don't let Nagle hold the last segment back.
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         assert self.on_accept is not None  # set by Server before threads start
