@@ -6,9 +6,12 @@ import argparse
 import functools
 import logging
 import os
+import signal
 import socket
 import sys
+import threading
 from collections.abc import Callable, Sequence
+from types import FrameType
 from typing import Any
 
 from .adapters.app_loader import AppLoadError, as_asgi3, detect_interface, import_app
@@ -78,6 +81,7 @@ def config_from_args(argv: Sequence[str], environ: dict[str, str] | None = None)
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``fcgigw`` command."""
     reopen_missing_stdio()  # a web server may start us with fds 1 and 2 closed (§2.2)
+    exit_on_early_signals()
     try:
         config = config_from_args(sys.argv[1:] if argv is None else argv)
     except ValueError as error:
@@ -108,6 +112,19 @@ def report_app_load_error(error: AppLoadError) -> None:
     if error.__cause__ is not None:
         logger.error("the application failed to import", exc_info=error.__cause__)
     print(f"fcgigw: {error}", file=sys.stderr)
+
+
+def exit_on_early_signals() -> None:
+    """Until a server installs its own handlers, SIGTERM and SIGINT end the process cleanly
+    (exit 0): the sockets listen before the app and its lifespan have started, so whoever
+    sees them accept may already send the signal."""
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(EXIT_OK)
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
 
 
 def serve(server: Server | AsyncServer) -> int:

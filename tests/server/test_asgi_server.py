@@ -204,9 +204,16 @@ def test_keep_conn_and_an_early_response_before_the_body(asgi: RunningProcess) -
 
 def test_lifespan_shutdown_runs_on_sigterm() -> None:
     with run_fcgigw("asgiapps:with_lifespan") as server:
+        server.wait_for_log("fcgigw serving ASGI")  # the socket listens before the startup
         server.process.send_signal(signal.SIGTERM)
         assert server.process.wait(TIMEOUT) == 0
         assert "lifespan shutdown" in server.log()
+
+
+def test_sigterm_before_the_server_is_up_exits_cleanly() -> None:
+    with run_fcgigw("asgiapps:with_lifespan") as server:
+        server.process.send_signal(signal.SIGTERM)  # as soon as the socket accepts
+        assert server.process.wait(TIMEOUT) == 0
 
 
 def test_an_app_without_lifespan_is_served_in_auto_mode() -> None:
