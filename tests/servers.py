@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,11 +70,16 @@ class RunningProcess:
     def wait_for_log(self, text: str, occurrences: int = 1) -> None:
         """Wait until ``text`` is in the log ``occurrences`` times: lines such as the access
         log are written after the client already has its response."""
-        deadline = time.monotonic() + LOG_TIMEOUT_SECONDS
-        while self.log().count(text) < occurrences:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{text!r} not in the log {occurrences}x:\n{self.log()}")
-            time.sleep(0.01)
+        wait_for_text(self.log, text, occurrences)
+
+
+def wait_for_text(read: Callable[[], str], text: str, occurrences: int = 1) -> None:
+    """Wait until ``text`` is ``occurrences`` times in what ``read()`` returns (a log)."""
+    deadline = time.monotonic() + LOG_TIMEOUT_SECONDS
+    while read().count(text) < occurrences:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{text!r} not in the log {occurrences}x:\n{read()}")
+        time.sleep(0.01)
 
 
 def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> int:
@@ -245,26 +250,52 @@ def example_config(path: Path, values: dict[str, str]) -> str:
 
 
 @contextlib.contextmanager
-def _run_web_server(conf_text: str, conf_name: str, command: list[str]) -> Iterator[RunningProcess]:
+def _run_web_server(
+    conf_text: str,
+    conf_name: str,
+    command: list[str],
+    *,
+    env: dict[str, str] | None = None,
+    stop_signal: int = signal.SIGTERM,
+) -> Iterator[RunningProcess]:
     """Write ``conf_text`` into a fresh work dir, start ``command + [CONF]`` in the
     foreground with its output in the work dir's server.log, until the block ends. The conf
-    text contains ``{port}`` and ``{dir}`` for the chosen port and the work dir."""
+    text contains ``{port}`` and ``{dir}`` for the chosen port and the work dir; ``{dir}`` in
+    ``command`` and in ``env``'s values becomes the work dir too."""
     workdir = Path(short_tempdir())
     port = free_port()
     conf = workdir / conf_name
     conf.write_text(conf_text.replace("{port}", str(port)).replace("{dir}", str(workdir)))
     log_path = workdir / "server.log"
+    command = [arg.replace("{dir}", str(workdir)) for arg in command]
+    if env is not None:
+        env = {name: value.replace("{dir}", str(workdir)) for name, value in env.items()}
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            [*command, str(conf)], stdout=log, stderr=subprocess.STDOUT, cwd=workdir
+            [*command, str(conf)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=workdir,
+            env=env,
+            start_new_session=True,  # its own process group: see below
         )
     running = RunningProcess(process, f"127.0.0.1:{port}", log_path)
     try:
         wait_until_connectable(running.address, process)
         yield running
     finally:
-        stop(process)
+        stop(process, stop_signal)
+        _kill_group(process.pid)
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _kill_group(pgid: int) -> None:
+    """Kill what the server left behind in its process group: mod_fcgid's process manager
+    and the apps it started outlive an Apache that had to be killed."""
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass  # nothing left
 
 
 @contextlib.contextmanager
@@ -288,3 +319,60 @@ def run_apache(conf_text: str) -> Iterator[RunningProcess]:
         raise RuntimeError("apache2 is not installed")
     with _run_web_server(conf_text, "apache2.conf", [binary, "-X", "-f"]) as running:
         yield running
+
+
+def h2o_binary() -> str | None:
+    return shutil.which("h2o")
+
+
+def caddy_binary() -> str | None:
+    return shutil.which("caddy")
+
+
+@contextlib.contextmanager
+def run_nginx_config(conf_text: str) -> Iterator[RunningProcess]:
+    """``nginx -p DIR -e stderr -c CONF`` in the foreground (the config says ``daemon off``)
+    on 127.0.0.1; ``{port}`` and ``{dir}`` in ``conf_text`` become its port and work dir, which
+    is also nginx's prefix: relative paths in the config (pid, temp paths) land there. Stopped
+    with SIGTERM (fast shutdown): a graceful one waits for requests that may hang."""
+    binary = nginx_binary()
+    if binary is None:
+        raise RuntimeError("nginx is not installed")
+    command = [binary, "-e", "stderr", "-p", "{dir}", "-c"]
+    with _run_web_server(conf_text, "nginx.conf", command) as running:
+        yield running
+
+
+@contextlib.contextmanager
+def run_h2o(conf_text: str, env: dict[str, str] | None = None) -> Iterator[RunningProcess]:
+    """``h2o -c CONF`` in the foreground on 127.0.0.1, with ``env`` (h2o passes its whole
+    environment to the apps it spawns); ``{port}`` and ``{dir}`` as for run_lighttpd."""
+    binary = h2o_binary()
+    if binary is None:
+        raise RuntimeError("h2o is not installed")
+    with _run_web_server(conf_text, "h2o.conf", [binary, "-c"], env=env) as running:
+        yield running
+
+
+@contextlib.contextmanager
+def run_caddy(conf_text: str) -> Iterator[RunningProcess]:
+    """``caddy run --adapter caddyfile --config Caddyfile`` on 127.0.0.1; ``{port}`` and
+    ``{dir}`` as for run_lighttpd. Caddy's data and config directories (autosave.json) are
+    in the work dir, not in $HOME. Stopped with SIGQUIT, at once: on SIGTERM Caddy waits for
+    every request to finish."""
+    binary = caddy_binary()
+    if binary is None:
+        raise RuntimeError("caddy is not installed")
+    command = [binary, "run", "--adapter", "caddyfile", "--config"]
+    env = {**os.environ, "HOME": "{dir}", "XDG_DATA_HOME": "{dir}", "XDG_CONFIG_HOME": "{dir}"}
+    with _run_web_server(
+        conf_text, "Caddyfile", command, env=env, stop_signal=signal.SIGQUIT
+    ) as running:
+        yield running
+
+
+def nginx_upstream(*addresses: str, options: str = "") -> str:
+    """run_nginx's ``upstream`` for several FastCGI servers (each with ``options``, such as
+    ``max_fails=1 fail_timeout=10s``): nginx balances between them and, with
+    ``fastcgi_next_upstream``, retries a failed request on the next one."""
+    return "; server ".join(f"{address} {options}".strip() for address in addresses)

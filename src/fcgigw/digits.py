@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 #: More digits than any length, port or id needs (and int() refuses over 4300 of them).
 MAX_DIGITS = 18
 

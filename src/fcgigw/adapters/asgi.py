@@ -28,6 +28,7 @@ from .response import (
     BODY_TOO_LARGE,
     InvalidResponse,
     ResponseWriter,
+    bad_params,
     body_too_large,
     fail_request,
     send_error,
@@ -185,6 +186,11 @@ def _status_line(status: int) -> bytes:
     return f"{status} {reason}".rstrip().encode("latin-1")
 
 
+def _declared_body_too_large(channel: RequestChannel, limit_bytes: int) -> bool:
+    declared = dict(channel.params).get(b"CONTENT_LENGTH", b"").decode("latin-1")
+    return body_too_large(declared, limit_bytes, channel.request_id)
+
+
 async def run_asgi(
     app: ASGIApp,
     channel: AsyncRequestChannel,
@@ -195,13 +201,15 @@ async def run_asgi(
 ) -> None:
     """Call ``app`` for the request on ``channel`` and end the request, whatever happens;
     ``max_body_bytes`` (0: none) refuses bigger bodies with 413."""
-    scope = build_scope(channel, root_path, state)
+    try:
+        scope = build_scope(channel, root_path, state)
+    except Exception as error:
+        bad_params(channel, error)
+        return
     writer = ResponseWriter(channel, head_request=scope["method"] == "HEAD")
-    if max_body_bytes:
-        declared = dict(channel.params).get(b"CONTENT_LENGTH", b"").decode("latin-1")
-        if body_too_large(declared, max_body_bytes, channel.request_id):
-            send_error(channel, 413, BODY_TOO_LARGE, headers_sent=False)
-            return
+    if max_body_bytes and _declared_body_too_large(channel, max_body_bytes):
+        send_error(channel, 413, BODY_TOO_LARGE, headers_sent=False)
+        return
     cycle = _Cycle(channel, writer, max_body_bytes)
     if channel.role is Role.FILTER:
         scope["extensions"]["fastcgi"]["receive_data"] = cycle.receive_data

@@ -190,6 +190,13 @@ def body_too_large(content_length: str | None, limit_bytes: int, request_id: int
     return True
 
 
+def bad_params(channel: RequestChannel, error: Exception) -> None:
+    """The params could not be made into an environ or scope: 400, with the reason logged,
+    so the web server gets an answer however odd the request (found by fuzzing)."""
+    logger.warning("request %d: unusable params (%s): answered 400", channel.request_id, error)
+    send_error(channel, 400, "The request could not be read.", headers_sent=False)
+
+
 def send_error(channel: RequestChannel, code: int, message: str, *, headers_sent: bool) -> None:
     """End a request with an error response from fcgigw (500, 413, 504), or, when the app's
     headers are already out, by cutting the response (END_REQUEST with an error appStatus)."""

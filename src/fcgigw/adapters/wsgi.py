@@ -20,6 +20,7 @@ from .response import (
     BODY_TOO_LARGE,
     InvalidResponse,
     ResponseWriter,
+    bad_params,
     body_too_large,
     fail_request,
     send_error,
@@ -101,7 +102,11 @@ def run_wsgi(
     """Call ``app`` for the request on ``channel`` and end the request, whatever happens.
     ``run_once`` is PEP 3333's hint that the process serves this one request (CGI);
     ``max_body_bytes`` (0: none) refuses bigger bodies with 413."""
-    environ = build_environ(channel, root_path)
+    try:
+        environ = build_environ(channel, root_path)
+    except Exception as error:
+        bad_params(channel, error)
+        return
     environ["wsgi.run_once"] = run_once
     writer = ResponseWriter(channel, head_request=environ.get("REQUEST_METHOD") == "HEAD")
     if max_body_bytes:

@@ -123,10 +123,15 @@ class ServedConnection:
                 if self.closed or self.protocol.should_close:
                     break
                 idle = not self.protocol.active_requests and not self.protocol.buffered_bytes
-            if idle and not self._receive_ready_bytes():
-                # Nothing to read yet: give the thread back instead of blocking in recv, so
-                # idle keep-alive connections never pin the pool (Apache keeps them forever).
-                return True
+            if idle:
+                # Under `reader`: a pool thread woken for this socket while it was watched
+                # (read_available) may be reading it too; two readers feed bytes out of order.
+                with self.reader:
+                    received = self._receive_ready_bytes()
+                if not received:
+                    # Nothing to read yet: give the thread back instead of blocking in recv,
+                    # so idle keep-alive connections never pin the pool (Apache keeps them).
+                    return True
             channel = self._claim_pending()
             if channel is None:
                 with self.reader:
@@ -250,7 +255,12 @@ class ServedConnection:
                     self._write(automatic)
                 if not isinstance(event, NeedData):
                     return event
-                if wait:
+                if wait and self._idle():
+                    # Only records the protocol answered itself (GET_VALUES, an ABORT before
+                    # the PARAMS ended): nothing is in progress, so park rather than block.
+                    if not self._receive_ready_bytes():
+                        return None
+                elif wait:
                     data = self.sock.recv(RECV_BYTES)
                     with self.lock:
                         self.protocol.receive_data(data)
@@ -265,6 +275,10 @@ class ServedConnection:
             except (OSError, ClientDisconnected):
                 self._lose_connection()
                 return None
+
+    def _idle(self) -> bool:
+        with self.lock:
+            return not self.protocol.active_requests and not self.protocol.buffered_bytes
 
     def _dispatch(self, event: ServerEvent) -> SocketChannel | None:
         """Hand an event to its request; return a channel when a request can start."""
