@@ -15,8 +15,24 @@ from .authorizer import AuthRequest
 Pairs = Sequence[tuple[bytes, bytes]]
 
 #: Variables only a whole process environment has: cgi-fcgi forwards it all (web-servers §4).
-_ENVIRONMENT_LEAKS = ("PATH", "HOME", "SHELL", "USER", "PWD")
+#: Not PATH: Apache sends its own PATH as a param (mod_proxy_fcgi and mod_fcgid alike).
+_ENVIRONMENT_LEAKS = ("HOME", "SHELL", "USER", "LOGNAME", "PWD")
 
+
+#: The README, whose "Web servers" section has a part per server; the page links to it.
+README = "README.md"
+
+#: Each server detect_server() can name, and the anchor of its part of the README.
+SERVER_SECTIONS = {
+    "nginx": "nginx",
+    "apache-proxy-fcgi": "apache-mod_proxy_fcgi",
+    "apache-fcgid": "apache-mod_fcgid",
+    "apache": "web-servers",  # an Authorizer call: mod_authnz_fcgi or mod_fcgid
+    "lighttpd": "lighttpd",
+    "h2o": "h2o",
+    "caddy": "caddy",
+    "cgi-fcgi": "cgi-fcgi",
+}
 
 #: SERVER_SOFTWARE prefixes, checked after the Apache proxy_fcgi shape (it says Apache too).
 _SOFTWARE = (
@@ -50,6 +66,12 @@ def _detect_by_shape(values: dict[bytes, bytes]) -> str | None:
     return None
 
 
+def server_docs(server: str | None) -> str:
+    """The README section on setting up ``server``: its part of "Web servers", or the
+    whole section when the server is not recognised."""
+    return f"{README}#{SERVER_SECTIONS.get(server or '', 'web-servers')}"
+
+
 def warnings(params: Pairs, environ: dict[str, Any]) -> list[str]:
     """Configuration problems visible in one request, each with what to change."""
     names = [name for name, _ in params]
@@ -77,8 +99,8 @@ def warnings(params: Pairs, environ: dict[str, Any]) -> list[str]:
         )
     if any(name.decode("latin-1") in _ENVIRONMENT_LEAKS for name in names):
         found.append(
-            "The params include PATH/HOME: the server forwards its whole environment "
-            "(cgi-fcgi does), which may leak secrets to the app and its logs."
+            "The params include HOME, SHELL or USER: the server forwards its whole "
+            "environment (cgi-fcgi does), which may leak secrets to the app and its logs."
         )
     if b"HTTP_PROXY" in names:
         found.append("A Proxy: request header arrived as HTTP_PROXY; fcgigw dropped it (httpoxy).")
@@ -96,9 +118,11 @@ def warnings(params: Pairs, environ: dict[str, Any]) -> list[str]:
 def report(environ: dict[str, Any]) -> dict[str, Any]:
     """Everything the page shows, as plain data."""
     params: Pairs = environ.get("fcgi.params", ())
+    server = detect_server(params)
     return {
         "role": environ.get("FCGI_ROLE", "RESPONDER"),
-        "server": detect_server(params),
+        "server": server,
+        "docs": server_docs(server),
         "params": [[n.decode("latin-1"), v.decode("latin-1")] for n, v in params],
         "derived": {
             "SCRIPT_NAME": environ.get("SCRIPT_NAME", ""),
@@ -151,13 +175,15 @@ def render_html(data: dict[str, Any]) -> str:
     """The report as a small, escaped HTML page."""
     items = "".join(f"<li>{html.escape(w)}</li>" for w in data["warnings"]) or "<li>none</li>"
     server = data["server"] or "not recognised"
+    docs = html.escape(data["docs"])
     return (
         "<!doctype html><meta charset=utf-8><title>fcgigw diagnostics</title>"
         "<h1>fcgigw diagnostics</h1>"
         "<p>No application is configured: this page shows what the web server sent. "
         "Start fcgigw with <code>module:app</code> to serve yours.</p>"
         f"<p>Role: <b>{html.escape(data['role'])}</b>. "
-        f"Web server: <b>{html.escape(server)}</b>.</p>"
+        f"Web server: <b>{html.escape(server)}</b>. "
+        f'How to set it up: <a href="{docs}">{docs}</a> in fcgigw\'s README.</p>'
         f"<h2>Warnings</h2><ul>{items}</ul>"
         + "".join(
             f"<h2>{role.title()} role</h2><table>{_rows(data[role].items())}</table>"

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
 from test_params import apache_proxy_fcgi_chunked, caddy_chunked, cgi_fcgi, h2o_tls, lighttpd, nginx
 
 from fcgigw.adapters.params import wsgi_environ
-from fcgigw.diagnostics import app, detect_server, warnings
+from fcgigw.diagnostics import SERVER_SECTIONS, app, detect_server, warnings
 
 
 def environ_for(params: list[tuple[bytes, bytes]], query: str = "") -> dict[str, Any]:
@@ -85,3 +87,51 @@ def test_json_format_has_params_in_order_with_repeats() -> None:
         ["HTTP_X_DUP", "b"],
     ]
     assert data["derived"]["PATH_INFO"] == "/app/foo/bar"
+
+
+README = Path(__file__).resolve().parent.parent.parent / "README.md"
+
+
+def github_anchor(heading: str) -> str:
+    """The id GitHub gives a Markdown heading: lower case, punctuation but ``-`` and ``_``
+    dropped, spaces as ``-``."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def readme_anchors() -> set[str]:
+    return {
+        github_anchor(line.lstrip("#"))
+        for line in README.read_text().splitlines()
+        if line.startswith("#")
+    }
+
+
+def test_every_server_section_is_a_heading_of_the_readme() -> None:
+    anchors = readme_anchors()
+    assert "web-servers" in anchors
+    assert set(SERVER_SECTIONS.values()) <= anchors
+
+
+@pytest.mark.parametrize(
+    ("params", "section"),
+    [
+        (nginx(), "nginx"),
+        (apache_proxy_fcgi_chunked(), "apache-mod_proxy_fcgi"),
+        ([*lighttpd(), (b"SERVER_SOFTWARE", b"lighttpd/1.4.69")], "lighttpd"),
+        ([(b"REQUEST_METHOD", b"GET")], "web-servers"),
+    ],
+)
+def test_page_points_at_the_readme_section_of_the_server(
+    params: list[tuple[bytes, bytes]], section: str
+) -> None:
+    _, _, body = call(environ_for(params, "format=json"))
+    assert json.loads(body)["docs"] == f"README.md#{section}"
+    _, _, page = call(environ_for(params))
+    assert f'<a href="README.md#{section}">'.encode() in page
+
+
+def test_apache_sends_its_path_which_is_no_environment_leak() -> None:
+    """Apache adds its own PATH to the params (mod_proxy_fcgi and mod_fcgid); only the rest
+    of a shell's environment (HOME…) shows that cgi-fcgi forwarded all of it."""
+    params = [*apache_proxy_fcgi_chunked(), (b"PATH", b"/usr/sbin:/usr/bin:/sbin:/bin")]
+    assert not any("whole environment" in w for w in warnings(params, wsgi_environ(params)))

@@ -4,15 +4,10 @@ Django) with the shipped .htaccess, lighttpd bin-path, spawn-fcgi (Unix and TCP)
 cgi-fcgi -start; and the same dispatch.fcgi run as a CGI program from a shell.
 
 Apache started as root runs dispatch.fcgi as www-data (``User www-data`` in the shipped
-config, as on a real host). www-data may not be able to run the test's own interpreter (pyenv
-keeps it under /root, which is mode 700) nor read the repository. So the ``site`` fixture
-builds what a hosting account holds in a world-readable temporary directory: a web directory
-with .htaccess and dispatch.fcgi, the example app, and a "virtualenv" made of copies of
-fcgigw and the third-party packages the apps import (found by importing them in a
-subprocess). dispatch.fcgi's first line names the first interpreter www-data can run:
-the test's own, else /usr/bin/python3; PYTHONPATH reaches it through FcgidInitialEnv, just
-as a virtualenv's python finds its site-packages. Nothing outside the temporary directory
-changes permissions. Copying beats ``pip install --target`` here: no network, same versions.
+config, as on a real host). The ``site`` fixture is a hosting account (hosting.py) that
+www-data can read: a web directory with .htaccess and dispatch.fcgi, the example apps, and a
+"virtualenv" with fcgigw, Flask and Django. dispatch.fcgi's first line names an interpreter
+www-data can run.
 """
 
 from __future__ import annotations
@@ -20,17 +15,16 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import pwd
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hosting import Account, hosting_account, readable_by_all
 from servers import (
     REPO,
     RunningProcess,
@@ -57,36 +51,13 @@ pytestmark = pytest.mark.integration
 
 EXAMPLES = REPO / "examples" / "shared-hosting"
 TIMEOUT = 20
-WEB_USER = "www-data"
 UPLOAD = b"0123456789abcdef" * 12800  # 200 KiB: past mod_fcgid's default FcgidMaxRequestLen
 STATIC_FILE = b"served by the web server, not the app\n"
 
-#: Imports everything the example apps need, then prints the site-packages entries that
-#: provided the modules loaded (packages and single-file modules).
-VENDOR_PROBE = """
-import json, os, site, sys
-sys.path[:0] = sys.argv[1:]
-os.environ["DJANGO_SETTINGS_MODULE"] = "mysite.settings"
-import fcgigw, flask_app, mysite.wsgi
-roots = [os.path.realpath(p) for p in site.getsitepackages() + [site.getusersitepackages()]]
-found = set()
-for module in list(sys.modules.values()):
-    path = os.path.realpath(getattr(module, "__file__", None) or "/")
-    for root in roots:
-        if path.startswith(root + os.sep):
-            found.add(os.path.join(root, os.path.relpath(path, root).split(os.sep)[0]))
-print(json.dumps(sorted(found)))
-"""
-
 
 @dataclass
-class Site:
-    """A hosting account in a temporary directory that the web server's user can read."""
-
-    root: Path
-    python: str  # an interpreter the web server's user can run
-    lib: Path  # fcgigw and the apps' packages: the "virtualenv"
-    run_dir: Path  # for Apache's pid file and mod_fcgid's sockets
+class Site(Account):
+    """A hosting account with the example apps, and web directories made on demand."""
 
     def web_dir(self, app: str) -> Path:
         """A web directory holding the shipped .htaccess and ``app``'s dispatch.fcgi."""
@@ -107,100 +78,27 @@ class Site:
             readable_by_all(web)
         return web
 
-    def environment(self) -> dict[str, str]:
-        return {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(self.lib)}
 
-
-def runs_as_web_user() -> bool:
-    """Apache switches to User only when started as root."""
-    return os.geteuid() == 0
-
-
-def _usable(python: str, site: Path, lib: Path) -> bool:
-    """Can the web server's user run ``python`` and import the apps' packages with it?"""
-    user = WEB_USER if runs_as_web_user() else None
-    try:
-        result = subprocess.run(
-            [
-                python,
-                "-c",
-                "import sys, fcgigw, flask, django; sys.exit(sys.version_info < (3, 10))",
-            ],
-            env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(lib)},
-            cwd=site,
-            user=user,
-            group=user,
-            extra_groups=[] if user else None,  # not root's supplementary groups
-            capture_output=True,
-            timeout=TIMEOUT,
-            check=False,
-        )
-    except OSError:
-        return False
-    return result.returncode == 0
-
-
-def _vendor(lib: Path) -> None:
-    """Copy fcgigw and the site-packages entries the example apps import into ``lib``."""
-    probe = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            VENDOR_PROBE,
-            str(REPO / "examples"),
-            str(REPO / "examples" / "django_site"),
-        ],
-        env=child_environment(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
+def copy_example_apps(root: Path) -> None:
+    (root / "app").mkdir()
+    shutil.copy(REPO / "examples" / "flask_app.py", root / "app")
+    shutil.copytree(
+        REPO / "examples" / "django_site",
+        root / "django_site",
+        ignore=shutil.ignore_patterns("__pycache__", "*.sqlite3"),
     )
-    ignore = shutil.ignore_patterns("__pycache__")
-    shutil.copytree(REPO / "src" / "fcgigw", lib / "fcgigw", ignore=ignore)
-    for entry in map(Path, json.loads(probe.stdout)):
-        if entry.is_dir():
-            shutil.copytree(entry, lib / entry.name, ignore=ignore, dirs_exist_ok=True)
-        else:
-            shutil.copy(entry, lib / entry.name)
 
 
 @pytest.fixture(scope="module")
 def site() -> Iterator[Site]:
-    if runs_as_web_user():
-        try:
-            pwd.getpwnam(WEB_USER)
-        except KeyError:
-            pytest.skip(
-                f"no {WEB_USER} user for Apache to run the app as (apt-get install apache2)"
-            )
-    root = Path(short_tempdir())
-    try:
-        lib, run_dir, app_dir = root / "lib", root / "run", root / "app"
-        for directory in (lib, run_dir, app_dir):
-            directory.mkdir()
-        _vendor(lib)
-        shutil.copy(REPO / "examples" / "flask_app.py", app_dir)
-        shutil.copytree(
-            REPO / "examples" / "django_site",
-            root / "django_site",
-            ignore=shutil.ignore_patterns("__pycache__", "*.sqlite3"),
-        )
-        readable_by_all(root)
-        candidates = [sys.executable, "/usr/bin/python3"]
-        python = next((p for p in candidates if _usable(p, root, lib)), None)
-        if python is None:
-            pytest.skip(f"no Python >= 3.10 that {WEB_USER} can run (tried {candidates})")
-        yield Site(root, python, lib, run_dir)
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
-
-
-def readable_by_all(root: Path) -> None:
-    """chmod a+rX below ``root`` (mkdtemp makes it 700, copies keep their source's mode)."""
-    for path in [root, *root.rglob("*")]:
-        mode = path.stat().st_mode
-        path.chmod(mode | 0o444 | (0o111 if path.is_dir() or mode & 0o100 else 0))
+    with hosting_account(
+        modules=["fcgigw", "flask_app", "mysite.wsgi"],
+        paths=[REPO / "examples", REPO / "examples" / "django_site"],
+        packages="fcgigw, flask, django",
+        populate=copy_example_apps,
+        env={"DJANGO_SETTINGS_MODULE": "mysite.settings"},
+    ) as account:
+        yield Site(account.root, account.python, account.lib, account.run_dir)
 
 
 def json_body(

@@ -1,0 +1,199 @@
+"""Benchmark fcgigw against its peers: wrk → nginx (1 worker) → one server process.
+
+    bash benchmarks/setup.sh          # once: apt packages and benchmarks/.venv
+    python3 benchmarks/run.py [--targets a,b] [--scenarios x,y] [--seconds S] [--rounds N]
+                              [--modes new,keepalive] [--write-results]
+
+Each cell (a target, a scenario, an nginx mode) starts a fresh server with the scenario's
+app, a fresh nginx in front (stock fastcgi_params, or proxy_pass for HTTP servers; once
+without and once with upstream keepalive), checks one response, runs wrk, and samples the
+server tree's RSS. Rounds run every target in turn, alternating the order, so drift of the
+machine hits all alike; the tables show medians. Numbers are printed, never asserted; the
+goals of issue 6 are judged in a last table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+
+from harness import PeakRss, check, nginx, nginx_binary, post_script, started, workdir, wrk
+from report import Measurement, Results, results_markdown, tables, targets_markdown
+from targets import (
+    APPS,
+    CHECK_BODY_BYTES,
+    HERE,
+    SCENARIOS,
+    TARGETS,
+    Launch,
+    Scenario,
+    Target,
+    app_environment,
+    python,
+    unavailable,
+)
+
+WARMUP_SECONDS = 1
+KEEPALIVE_MODES = {"new": False, "keepalive": True}
+
+
+def measure(
+    target: Target, scenario: Scenario, keepalive: bool, args: argparse.Namespace, rundir: Path
+) -> Measurement:
+    """One cell: start the server and nginx, load them with wrk, stop both."""
+    directory = workdir()
+    try:
+        sock = directory / "app.sock"
+        launch = Launch(python(), target.app(scenario), sock, rundir, tuple(args.fcgigw_arg))
+        log = directory / "server.log"
+        connections = args.connections or scenario.connections
+        script = post_script(directory, scenario.body_bytes) if scenario.body_bytes else None
+        argv = target.command(launch)
+        with (
+            started(
+                argv, sock, log, cwd=APPS, env=app_environment(), stop_signal=target.stop_signal
+            ) as server,
+            PeakRss(server.pid) as rss,
+            nginx(sock, target.upstream, keepalive, directory) as address,
+        ):
+            url = f"http://{address}/"
+            check(url, b"x" * CHECK_BODY_BYTES if scenario.body_bytes else None, scenario.expect)
+            if scenario.warmup:
+                wrk(url, WARMUP_SECONDS, connections, scenario.wrk_threads, script)
+            result = wrk(url, args.seconds, connections, scenario.wrk_threads, script)
+        return Measurement(result, rss.peak)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def run_rounds(args: argparse.Namespace, targets: list[Target], rundir: Path) -> Results:
+    """Every round runs each scenario and mode across all targets, in alternating order."""
+    results: Results = {}
+    skipped = {t.name: reason for t in targets if (reason := unavailable(t))}
+    for number in range(args.rounds):
+        order = targets if number % 2 == 0 else targets[::-1]
+        for scenario in (SCENARIOS[name] for name in args.scenarios):
+            for keepalive in (KEEPALIVE_MODES[mode] for mode in args.modes):
+                for target in order:
+                    runs = results.setdefault((scenario.name, target.name, keepalive), [])
+                    runs.append(
+                        cell(target, scenario, keepalive, args=args, rundir=rundir, skipped=skipped)
+                    )
+                    progress(number, scenario, keepalive, target, runs[-1])
+    return results
+
+
+def cell(
+    target: Target,
+    scenario: Scenario,
+    keepalive: bool,
+    *,
+    args: argparse.Namespace,
+    rundir: Path,
+    skipped: dict[str, str],
+) -> Measurement | str:
+    """A measurement, or "-" / "not run: why" for a cell that cannot run."""
+    if scenario.name not in target.scenarios:
+        return "-"
+    if target.name in skipped:
+        return f"not run: {skipped[target.name]}"
+    try:
+        return measure(target, scenario, keepalive, args, rundir)
+    except (OSError, RuntimeError, ValueError, subprocess.CalledProcessError) as error:
+        return f"not run: {error}".replace("|", "/").replace("\n", " ")[:160]
+
+
+def progress(
+    number: int, scenario: Scenario, keepalive: bool, target: Target, run: Measurement | str
+) -> None:
+    """One line per cell on stderr, so a long run shows it is alive."""
+    mode = "keepalive" if keepalive else "new conn"
+    if isinstance(run, Measurement):
+        w = run.wrk
+        text = f"{w.requests_per_second:9.1f} req/s p99 {w.p99_ms:7.2f} ms errors {w.errors} "
+        text += f"rss {run.peak_rss_bytes / 2**20:.0f} MiB"
+    else:
+        text = run
+    line = f"[round {number + 1}] {scenario.name:<11} {mode:<9} {target.name:<12} {text}"
+    print(line, file=sys.stderr, flush=True)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    doc = __doc__ or ""
+    parser = argparse.ArgumentParser(
+        description=doc.split("\n\n")[0],
+        epilog="targets:\n" + targets_markdown(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--targets", default=",".join(TARGETS), help="comma-separated names")
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated")
+    parser.add_argument("--modes", default="new,keepalive", help="nginx modes: new,keepalive")
+    parser.add_argument("--seconds", type=int, default=4, help="wrk duration per cell")
+    parser.add_argument("--rounds", type=int, default=2, help="alternating repeats (median)")
+    parser.add_argument("--connections", type=int, help="override every scenario's connections")
+    parser.add_argument(
+        "--fcgigw-arg", action="append", default=[], help="extra fcgigw option (repeatable)"
+    )
+    parser.add_argument("--write-results", action="store_true", help="write benchmarks/RESULTS.md")
+    args = parser.parse_args(argv)
+    for option, known in (
+        ("targets", TARGETS),
+        ("scenarios", SCENARIOS),
+        ("modes", KEEPALIVE_MODES),
+    ):
+        names = getattr(args, option).split(",")
+        if unknown := set(names) - set(known):
+            parser.error(
+                f"unknown {option}: {', '.join(sorted(unknown))}; choose from {', '.join(known)}"
+            )
+        setattr(args, option, names)
+    return args
+
+
+def stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM unwinds like Ctrl-C, so every started process group is stopped on the way."""
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if not shutil.which("wrk") or not nginx_binary():
+        raise SystemExit("wrk and nginx are needed: bash benchmarks/setup.sh")
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
+    targets = [TARGETS[name] for name in args.targets]
+    started_at, load_before = time.monotonic(), os.getloadavg()[0]
+    if load_before > 1:
+        print(
+            f"warning: load average {load_before:.1f}: other work will skew the numbers",
+            file=sys.stderr,
+        )
+    rundir = workdir()
+    try:
+        results = run_rounds(args, targets, rundir)
+    finally:
+        shutil.rmtree(rundir, ignore_errors=True)
+    minutes = (time.monotonic() - started_at) / 60
+    about = f"{args.rounds} alternating rounds of {args.seconds} s per cell, {minutes:.1f} min, "
+    about += f"1-min load average {load_before:.2f} before and {os.getloadavg()[0]:.2f} after"
+    print(f"\n{tables(results, args.targets)}{about}")
+    if args.write_results:
+        command = "python3 benchmarks/run.py " + " ".join(
+            argv if argv is not None else sys.argv[1:]
+        )
+        text = results_markdown(results, args.targets, command.strip(), about)
+        (HERE / "RESULTS.md").write_text(text)
+        print(f"wrote {HERE / 'RESULTS.md'}")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None

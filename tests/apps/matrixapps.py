@@ -1,0 +1,193 @@
+"""The WSGI and ASGI apps of the web server matrix (tests/integration/test_matrix.py):
+``matrixapps:wsgi_app`` and ``matrixapps:asgi_app``. Both answer the same routes, chosen by
+the first segment of the path below the mount point:
+
+- ``/echo/...``: what the app was given, as JSON (testapps.echo, asgiapps.echo);
+- ``/stream?release=FILE``: ``first``, then, once FILE exists, ``released`` (or ``timed out``
+  after ten seconds), so a test sees whether the first chunk reaches it before the app ends.
+  It sends ``X-Accel-Buffering: no``, as streaming apps do for nginx (sse-starlette does);
+- ``/redirect``: an explicit ``302`` with a Location built from the mount point, and a body;
+- ``/early?size=N``: ``413`` without reading the request body (web-servers.md §2): TOO_LARGE
+  (for WSGI a list of one item, as simple apps return), or N bytes of ``x`` in 64 KiB parts;
+- ``/method``: the request method in an ``X-Request-Method`` header, for HEAD;
+- ``/diagnostics`` (WSGI only): fcgigw's diagnostics page, which names the server;
+- anything else: testapps.router / asgiapps.router.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import asgiapps
+import testapps
+from asgiapps import Receive, Send
+from testapps import StartResponse
+
+from fcgigw import diagnostics
+
+RELEASE_TIMEOUT_SECONDS = 10.0
+RELEASE_POLL_SECONDS = 0.005
+FIRST, RELEASED, TIMED_OUT = b"first\n", b"released\n", b"timed out\n"
+REDIRECTED = b"moved to the echo page\n"
+TOO_LARGE = b"request body not wanted\n"
+METHOD_BODY = b"method body\n"
+EARLY_PART_BYTES = 65536
+
+
+def _release_file(query: str) -> str:
+    for part in query.split("&"):
+        name, _, value = part.partition("=")
+        if name == "release":
+            return value
+    return ""
+
+
+def _released(path: str) -> bool:
+    """Waits (bounded) for the test to create ``path``: the app's side of the handshake."""
+    deadline = time.monotonic() + RELEASE_TIMEOUT_SECONDS
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(RELEASE_POLL_SECONDS)
+    return True
+
+
+def _route(path_info: str) -> str:
+    return path_info.strip("/").split("/", 1)[0]
+
+
+# -- WSGI ---------------------------------------------------------------------------------
+
+
+def _wsgi_stream(environ: dict[str, Any], start_response: StartResponse) -> Iterator[bytes]:
+    release = _release_file(environ.get("QUERY_STRING", ""))
+    start_response("200 OK", [("Content-Type", "text/plain"), ("X-Accel-Buffering", "no")])
+    yield FIRST
+    yield RELEASED if _released(release) else TIMED_OUT
+
+
+def _wsgi_redirect(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+    location = environ["SCRIPT_NAME"] + "/echo/landed"
+    start_response(
+        "302 Found",
+        [
+            ("Location", location),
+            ("Content-Type", "text/plain"),
+            ("Content-Length", str(len(REDIRECTED))),
+        ],
+    )
+    return [REDIRECTED]
+
+
+def _early_size(query: str) -> int:
+    return int(query.partition("size=")[2] or 0)
+
+
+def _early_parts(size: int) -> Iterator[bytes]:
+    for start in range(0, size, EARLY_PART_BYTES):
+        yield b"x" * min(EARLY_PART_BYTES, size - start)
+
+
+def _wsgi_early(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+    size = _early_size(environ.get("QUERY_STRING", ""))
+    length = size or len(TOO_LARGE)
+    headers = [("Content-Type", "text/plain"), ("Content-Length", str(length))]
+    start_response("413 Content Too Large", headers)
+    return _early_parts(size) if size else [TOO_LARGE]
+
+
+def _wsgi_method(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+    start_response(
+        "200 OK",
+        [
+            ("Content-Type", "text/plain"),
+            ("Content-Length", str(len(METHOD_BODY))),
+            ("X-Request-Method", environ["REQUEST_METHOD"]),
+        ],
+    )
+    return [METHOD_BODY]
+
+
+WSGI_ROUTES = {
+    "stream": _wsgi_stream,
+    "redirect": _wsgi_redirect,
+    "early": _wsgi_early,
+    "method": _wsgi_method,
+    "diagnostics": diagnostics.app,
+}
+
+
+def wsgi_app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+    handler = WSGI_ROUTES.get(_route(environ.get("PATH_INFO", "")), testapps.router)
+    return handler(environ, start_response)
+
+
+# -- ASGI ---------------------------------------------------------------------------------
+
+
+async def _start(send: Send, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+
+
+async def _asgi_stream(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+    release = _release_file(scope["query_string"].decode("latin-1"))
+    await _start(send, 200, [(b"content-type", b"text/plain"), (b"x-accel-buffering", b"no")])
+    await send({"type": "http.response.body", "body": FIRST, "more_body": True})
+    released = await asyncio.get_running_loop().run_in_executor(None, _released, release)
+    await send({"type": "http.response.body", "body": RELEASED if released else TIMED_OUT})
+
+
+async def _asgi_redirect(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+    location = (scope["root_path"] + "/echo/landed").encode()
+    await _start(
+        send,
+        302,
+        [
+            (b"location", location),
+            (b"content-type", b"text/plain"),
+            (b"content-length", b"%d" % len(REDIRECTED)),
+        ],
+    )
+    await send({"type": "http.response.body", "body": REDIRECTED})
+
+
+async def _asgi_early(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+    size = _early_size(scope["query_string"].decode("latin-1"))
+    length = b"%d" % (size or len(TOO_LARGE))
+    await _start(send, 413, [(b"content-type", b"text/plain"), (b"content-length", length)])
+    for part in _early_parts(size) if size else [TOO_LARGE]:
+        await send({"type": "http.response.body", "body": part, "more_body": True})
+    await send({"type": "http.response.body", "body": b""})
+
+
+async def _asgi_method(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+    await _start(
+        send,
+        200,
+        [
+            (b"content-type", b"text/plain"),
+            (b"content-length", b"%d" % len(METHOD_BODY)),
+            (b"x-request-method", scope["method"].encode()),
+        ],
+    )
+    await send({"type": "http.response.body", "body": METHOD_BODY})
+
+
+ASGI_ROUTES = {
+    "stream": _asgi_stream,
+    "redirect": _asgi_redirect,
+    "early": _asgi_early,
+    "method": _asgi_method,
+}
+
+
+async def asgi_app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+    if scope["type"] != "http":
+        raise RuntimeError(f"no {scope['type']} here")  # lifespan unsupported: auto skips it
+    path = scope["path"][len(scope["root_path"]) :]
+    handler = ASGI_ROUTES.get(_route(path), asgiapps.router)
+    await handler(scope, receive, send)

@@ -1,0 +1,268 @@
+"""How the web server matrix (test_matrix.py) sends a request: over HTTP or HTTPS to a web
+server, or as the CGI host of cgi-fcgi, which is a CGI program rather than a server. Both
+clients answer a request with a Response, and can read a response as it streams.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import os
+import socket
+import ssl
+import subprocess
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Protocol
+from urllib.parse import unquote_to_bytes
+
+from fcgigw.client.cgi import parse_cgi_response
+
+TIMEOUT = 20
+Headers = Sequence[tuple[str, str]]
+
+
+@dataclass
+class Response:
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+    def header(self, name: str) -> str | None:
+        """The first header called ``name`` (any case), or None."""
+        return next((v for n, v in self.headers if n.lower() == name.lower()), None)
+
+
+class Reader(Protocol):
+    """A response being received: its status, then its body a line at a time."""
+
+    status: int
+
+    def readline(self) -> bytes: ...
+
+    def read(self) -> bytes: ...
+
+
+class Client(Protocol):
+    def request(
+        self,
+        method: str,
+        target: str,
+        headers: Headers = (),
+        body: bytes | None = None,
+        *,
+        chunked: bool = False,
+    ) -> Response: ...
+
+    def streaming(self, target: str) -> contextlib.AbstractContextManager[Reader]: ...
+
+    def close(self) -> None: ...
+
+
+def chunks(body: bytes, size: int = 8192) -> Iterator[bytes]:
+    for start in range(0, len(body), size):
+        yield body[start : start + size]
+
+
+class HttpClient:
+    """HTTP/1.1 on one keep-alive connection (http.client reconnects when the server
+    closed it), over TLS when ``tls`` is true. Repeated headers are sent as given."""
+
+    def __init__(self, address: str, *, tls: bool = False, timeout: float = TIMEOUT) -> None:
+        host, _, port = address.rpartition(":")
+        if tls:
+            context = ssl.create_default_context()
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE  # the test's own self-signed certificate
+            self.connection: http.client.HTTPConnection = http.client.HTTPSConnection(
+                host, int(port), timeout=timeout, context=context
+            )
+        else:
+            self.connection = http.client.HTTPConnection(host, int(port), timeout=timeout)
+
+    def _send(
+        self, method: str, target: str, headers: Headers, body: bytes | None, chunked: bool
+    ) -> http.client.HTTPResponse:
+        self.connection.putrequest(method, target, skip_accept_encoding=True)
+        for name, value in headers:
+            self.connection.putheader(name, value)
+        message: bytes | Iterable[bytes] | None = body
+        if chunked:
+            self.connection.putheader("Transfer-Encoding", "chunked")
+            message = chunks(body or b"")
+        elif body is not None:
+            self.connection.putheader("Content-Length", str(len(body)))
+        self.connection.endheaders(message, encode_chunked=chunked)
+        return self.connection.getresponse()
+
+    def request(
+        self,
+        method: str,
+        target: str,
+        headers: Headers = (),
+        body: bytes | None = None,
+        *,
+        chunked: bool = False,
+    ) -> Response:
+        response = self._send(method, target, headers, body, chunked)
+        return Response(response.status, response.getheaders(), response.read())
+
+    @contextlib.contextmanager
+    def streaming(self, target: str) -> Iterator[Reader]:
+        response = self._send("GET", target, (), None, False)
+        try:
+            yield response
+        finally:
+            response.close()
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+class CgiClient:
+    """The CGI host (RFC 3875) of a CGI program such as cgi-fcgi: each request runs it once
+    with the request's CGI variables as its environment and the body on stdin, as Apache's
+    mod_cgi would with ``ScriptAlias PREFIX PROGRAM``."""
+
+    def __init__(
+        self, program: Path, prefix: str, environment: dict[str, str], log_path: Path
+    ) -> None:
+        self.program, self.prefix, self.environment = program, prefix, environment
+        self.log_path = log_path  # the program's stderr: the CGI host's error log
+
+    def environ(
+        self, method: str, target: str, headers: Headers, body: bytes | None, chunked: bool
+    ) -> dict[str, str]:
+        path, _, query = target.partition("?")
+        path_info = os.fsdecode(unquote_to_bytes(path[len(self.prefix) :]))  # the raw bytes
+        environ = {
+            **self.environment,
+            "GATEWAY_INTERFACE": "CGI/1.1",
+            "SERVER_PROTOCOL": "HTTP/1.1",
+            "SERVER_SOFTWARE": "test-cgi-host",
+            "SERVER_NAME": "localhost",
+            "SERVER_PORT": "80",
+            "REMOTE_ADDR": "127.0.0.1",
+            "REQUEST_METHOD": method,
+            "REQUEST_URI": target,
+            "SCRIPT_NAME": self.prefix,
+            "PATH_INFO": path_info,
+            "QUERY_STRING": query,
+        }
+        if body is not None and not chunked:  # a chunked request has no length to give
+            environ["CONTENT_LENGTH"] = str(len(body))
+        for name, value in headers:
+            key = "HTTP_" + name.upper().replace("-", "_")
+            if key == "HTTP_CONTENT_TYPE":
+                environ["CONTENT_TYPE"] = value
+            elif key in environ:
+                environ[key] += ("; " if key == "HTTP_COOKIE" else ", ") + value
+            else:
+                environ[key] = value
+        return environ
+
+    def request(
+        self,
+        method: str,
+        target: str,
+        headers: Headers = (),
+        body: bytes | None = None,
+        *,
+        chunked: bool = False,
+    ) -> Response:
+        with open(self.log_path, "ab") as log:
+            result = subprocess.run(
+                [str(self.program)],
+                input=body or b"",
+                env=self.environ(method, target, headers, body, chunked),
+                stdout=subprocess.PIPE,
+                stderr=log,
+                timeout=TIMEOUT,
+                check=False,
+            )
+        status, _, response_headers, response_body = parse_cgi_response(result.stdout)
+        return Response(status, response_headers, response_body)
+
+    @contextlib.contextmanager
+    def streaming(self, target: str) -> Iterator[Reader]:
+        environ = self.environ("GET", target, (), None, False)
+        with subprocess.Popen(
+            [str(self.program)], env=environ, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE
+        ) as process:
+            assert process.stdout is not None
+            try:
+                yield CgiReader(process.stdout)
+            finally:
+                process.stdout.close()
+                process.wait(TIMEOUT)
+
+    def close(self) -> None:
+        pass
+
+
+class CgiReader:
+    """A CGI response read from the program's stdout as it arrives."""
+
+    def __init__(self, stdout: IO[bytes]) -> None:
+        self.stdout = stdout
+        head = b""
+        while not head.endswith((b"\r\n\r\n", b"\n\n")):
+            line = stdout.readline()
+            if not line:
+                break
+            head += line
+        self.status = parse_cgi_response(head)[0]
+
+    def readline(self) -> bytes:
+        return self.stdout.readline()
+
+    def read(self) -> bytes:
+        return self.stdout.read()
+
+
+def post_while_reading(
+    address: str, target: str, body: bytes, then: str, timeout: float
+) -> tuple[Response, Response]:
+    """POST ``body`` to ``target`` and read the response while the body is still being sent,
+    as browsers do (http.client sends it all first, and would block on an early answer that
+    fills the buffers); then GET ``then`` on the same connection, or on a new one if the
+    server closed it."""
+    host, _, port = address.rpartition(":")
+    with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+        head = f"POST {target} HTTP/1.1\r\nHost: {address}\r\nContent-Length: {len(body)}\r\n\r\n"
+        sender = threading.Thread(target=_send_until_refused, args=(sock, head.encode() + body))
+        sender.start()
+        try:
+            first, closed = _read_response(sock, "POST")
+        finally:
+            sender.join(timeout)
+        if not closed:
+            return first, _get(sock, address, then)
+    with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+        return first, _get(sock, address, then)
+
+
+def _send_until_refused(sock: socket.socket, data: bytes) -> None:
+    try:
+        sock.sendall(data)
+    except OSError:
+        pass  # the server answered and closed without reading the rest: allowed
+
+
+def _get(sock: socket.socket, address: str, target: str) -> Response:
+    sock.sendall(f"GET {target} HTTP/1.1\r\nHost: {address}\r\n\r\n".encode())
+    return _read_response(sock, "GET")[0]
+
+
+def _read_response(sock: socket.socket, method: str) -> tuple[Response, bool]:
+    """A response and whether the server closes the connection after it."""
+    response = http.client.HTTPResponse(sock, method=method)
+    try:
+        response.begin()
+        return Response(response.status, response.getheaders(), response.read()), bool(
+            response.will_close
+        )
+    finally:
+        response.close()
