@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from .constants import (
+    FCGI_END_REQUEST,
+    FCGI_GET_VALUES_RESULT,
     FCGI_KEEP_CONN,
+    FCGI_UNKNOWN_TYPE,
     KNOWN_TYPES,
     NULL_REQUEST_ID,
+    RECORD_TYPES,
     WEB_SERVER_TYPES,
     ProtocolStatus,
     RecordType,
@@ -50,16 +54,16 @@ class ClientConnection(RecordConnection[ClientEvent]):
     def _handle_record(self, record_type: int, request_id: int, content: bytes) -> None:
         if record_type not in KNOWN_TYPES or record_type in WEB_SERVER_TYPES:
             raise RemoteProtocolError(f"record type {record_type} sent to the web server")
-        if record_type == RecordType.GET_VALUES_RESULT:
+        if record_type == FCGI_GET_VALUES_RESULT:
             pairs = decode_pairs(content, max_pairs=_MAX_RESULT_PAIRS)
             self._events.append(GetValuesResult(tuple(pairs)))
-        elif record_type == RecordType.UNKNOWN_TYPE:
+        elif record_type == FCGI_UNKNOWN_TYPE:
             if not content:
                 raise RemoteProtocolError("UNKNOWN_TYPE record without a body (§4.2)")
             self._events.append(UnknownType(content[0]))
         elif request_id not in self._active:
             raise RemoteProtocolError(f"record for request {request_id}, which is not active")
-        elif record_type == RecordType.END_REQUEST:
+        elif record_type == FCGI_END_REQUEST:
             if len(content) != END_REQUEST_BODY.size:
                 raise RemoteProtocolError(f"END_REQUEST body of {len(content)} bytes (§5.5)")
             app_status, status = END_REQUEST_BODY.unpack(content)
@@ -68,7 +72,7 @@ class ClientConnection(RecordConnection[ClientEvent]):
             self._active.discard(request_id)
             self._events.append(EndRequest(request_id, app_status, ProtocolStatus(status)))
         else:
-            stream = RecordType(record_type)
+            stream = RECORD_TYPES[record_type]
             if content:
                 self._events.append(OutputData(request_id, content, stream))
             else:

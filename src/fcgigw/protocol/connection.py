@@ -3,18 +3,32 @@
 ``receive_data(bytes)`` then ``next_event()`` until NEED_DATA; ``send(event) -> bytes`` for the
 response; ``data_to_send()`` for what the protocol answers by itself (GET_VALUES_RESULT,
 UNKNOWN_TYPE, refused requests), which §4.1 says should "not involve the application proper".
+
+Every request passes through here, so the per-record path compares plain ints (constants'
+FCGI_* numbers), routes by a table keyed by record type, and builds enum members by lookup.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from .constants import (
     APPLICATION_TYPES,
+    FCGI_ABORT_REQUEST,
+    FCGI_BEGIN_REQUEST,
+    FCGI_DATA,
+    FCGI_GET_VALUES,
     FCGI_KEEP_CONN,
     FCGI_MAX_CONNS,
     FCGI_MAX_REQS,
     FCGI_MPXS_CONNS,
-    KNOWN_TYPES,
+    FCGI_PARAMS,
+    FCGI_STDERR,
+    FCGI_STDIN,
+    FCGI_STDOUT,
     NULL_REQUEST_ID,
+    RECORD_TYPES,
+    ROLES,
     ProtocolStatus,
     RecordType,
     Role,
@@ -31,17 +45,34 @@ from .events import (
 )
 from .framing import RecordConnection
 from .pairs import decode_pairs, encode_pairs
-from .records import BEGIN_REQUEST_BODY, END_REQUEST_BODY, build_record, build_stream_records
+from .records import (
+    BEGIN_REQUEST_BODY,
+    END_REQUEST_BODY,
+    build_end_of_response,
+    build_record,
+    build_stream_records,
+    check_app_status,
+)
 from .settings import ProtocolSettings
-from .state import NEXT_STATE, TRANSITIONS, Action, InputState
+from .state import ACCEPTS, NEXT_STATE, Action, InputState
 
-_ROLES = frozenset(int(r) for r in Role)
+# Enum members as module globals: on the per-record path ``InputState.PARAMS`` costs a lookup
+# through the enum's metaclass (some thousand instructions), a global next to nothing.
+_PARAMS, _INPUT, _ABORT = Action.PARAMS, Action.INPUT, Action.ABORT
+_AWAITING_PARAMS = InputState.PARAMS
+_INPUT_DONE = InputState.INPUT_DONE
+_ABORTED = InputState.ABORTED
+_STDIN = RecordType.STDIN
+# Bound once: looking up a method on a Struct costs about as much as the unpack itself.
+_unpack_begin_request_body = BEGIN_REQUEST_BODY.unpack
+#: ProtocolSettings is frozen, so connections without their own settings can share one (its
+#: construction costs microseconds a connection would otherwise pay).
+_DEFAULT_SETTINGS = ProtocolSettings()
 
 
 def end_request_record(request_id: int, app_status: int, status: ProtocolStatus) -> bytes:
     """An END_REQUEST record (§5.5)."""
-    if not 0 <= app_status <= 0xFFFFFFFF:
-        raise LocalProtocolError(f"appStatus {app_status} does not fit in four bytes (§5.5)")
+    check_app_status(app_status)
     return build_record(
         RecordType.END_REQUEST, request_id, END_REQUEST_BODY.pack(app_status, status)
     )
@@ -50,15 +81,31 @@ def end_request_record(request_id: int, app_status: int, status: ProtocolStatus)
 class _Request:
     """What the connection remembers about one active request id."""
 
-    __slots__ = ("keep_connection", "params", "role", "started", "state", "stderr_used")
+    __slots__ = (
+        "accepts",
+        "keep_connection",
+        "params",
+        "role",
+        "started",
+        "state",
+        "stderr_used",
+    )
 
     def __init__(self, role: Role, keep_connection: bool) -> None:
         self.role = role
         self.keep_connection = keep_connection
-        self.state = InputState.PARAMS
-        self.params = bytearray()
+        #: The PARAMS stream so far: the first record's bytes as they came, a bytearray once
+        #: a second record has to be appended (§5.2 allows any split).
+        self.params: bytes | bytearray = b""
         self.started = False
         self.stderr_used = False
+        self.state = _AWAITING_PARAMS
+        self.accepts = ACCEPTS[role, _AWAITING_PARAMS]
+
+    def enter(self, state: InputState) -> None:
+        """Move to ``state``, and to its row of the transition table."""
+        self.state = state
+        self.accepts = ACCEPTS[self.role, state]
 
 
 class ServerConnection(RecordConnection[ServerEvent]):
@@ -66,7 +113,7 @@ class ServerConnection(RecordConnection[ServerEvent]):
 
     def __init__(self, settings: ProtocolSettings | None = None) -> None:
         super().__init__()
-        self.settings = settings or ProtocolSettings()
+        self.settings = settings or _DEFAULT_SETTINGS
         self._requests: dict[int, _Request] = {}
         self._outbox: list[bytes] = []
         self._close_when_idle = False
@@ -97,43 +144,52 @@ class ServerConnection(RecordConnection[ServerEvent]):
 
     def data_to_send(self) -> bytes:
         """Bytes the protocol produced by itself; send them before anything else."""
+        if not self._outbox:
+            return b""
         data = b"".join(self._outbox)
         self._outbox.clear()
         return data
 
     def _handle_record(self, record_type: int, request_id: int, content: bytes) -> None:
-        if record_type not in KNOWN_TYPES:
-            # §4.2: answer an unknown management type; the connection stays usable. An unknown
-            # type on a request id is ignored, like any record the application cannot place.
-            if request_id == NULL_REQUEST_ID:
-                self._outbox.append(
-                    build_record(
-                        RecordType.UNKNOWN_TYPE, 0, bytes((record_type, 0, 0, 0, 0, 0, 0, 0))
-                    )
-                )
+        # The hot path first: input that an active request's row of the state table accepts.
+        # Anything else -- BEGIN_REQUEST, management records, records for inactive ids, and
+        # records out of sequence -- is routed by its type.
+        request = self._requests.get(request_id)
+        if request is None:
+            _ROUTES[record_type](self, record_type, request_id, content)
             return
-        if record_type in APPLICATION_TYPES:
-            raise RemoteProtocolError(
-                f"{RecordType(record_type).name} record sent to the application (Appendix A)"
+        action = request.accepts.get(record_type)
+        if action is _INPUT:
+            self._input(request_id, request, record_type, content)
+        elif action is _PARAMS:
+            self._params(request_id, request, content)
+        elif action is _ABORT:
+            self._abort(request_id, request)
+        elif action is None:
+            _ROUTES[record_type](self, record_type, request_id, content)
+        # Action.DISCARD: input after an abort (§5.4), an Authorizer's empty STDIN (§6.3).
+
+    def _unknown_type(self, record_type: int, request_id: int, content: bytes) -> None:
+        # §4.2: answer an unknown management type; the connection stays usable. An unknown
+        # type on a request id is ignored, like any record the application cannot place.
+        if request_id == NULL_REQUEST_ID:
+            self._outbox.append(
+                build_record(RecordType.UNKNOWN_TYPE, 0, bytes((record_type, 0, 0, 0, 0, 0, 0, 0)))
             )
-        if record_type == RecordType.GET_VALUES:
-            self._get_values(request_id, content)
-        elif request_id == NULL_REQUEST_ID:
-            raise RemoteProtocolError(
-                f"{RecordType(record_type).name} record with the null request id (§3.3)"
-            )
-        elif record_type == RecordType.BEGIN_REQUEST:
-            self._begin_request(request_id, content)
-        else:
-            request = self._requests.get(request_id)
-            # §3.3: "While a request ID R is inactive, the application ignores records with
-            # requestId == R" (nginx sends the rest of STDIN after an early END_REQUEST).
-            if request is not None:
-                self._request_record(request_id, request, record_type, content)
+
+    def _misdirected(self, record_type: int, request_id: int, content: bytes) -> None:
+        raise RemoteProtocolError(
+            f"{RECORD_TYPES[record_type].name} record sent to the application (Appendix A)"
+        )
+
+    def _null_request_id(self, record_type: int) -> RemoteProtocolError:
+        return RemoteProtocolError(
+            f"{RECORD_TYPES[record_type].name} record with the null request id (§3.3)"
+        )
 
     # -- management records (§4) -----------------------------------------------------------
 
-    def _get_values(self, request_id: int, content: bytes) -> None:
+    def _get_values(self, record_type: int, request_id: int, content: bytes) -> None:
         if request_id != NULL_REQUEST_ID:
             raise RemoteProtocolError("GET_VALUES with a non-null request id (§3.3)")
         known = {
@@ -148,22 +204,26 @@ class ServerConnection(RecordConnection[ServerEvent]):
 
     # -- application records (§5) ----------------------------------------------------------
 
-    def _begin_request(self, request_id: int, content: bytes) -> None:
+    def _begin_request(self, record_type: int, request_id: int, content: bytes) -> None:
+        if request_id == NULL_REQUEST_ID:
+            raise self._null_request_id(record_type)
         if len(content) != BEGIN_REQUEST_BODY.size:
             raise RemoteProtocolError(f"BEGIN_REQUEST body of {len(content)} bytes, not 8 (§5.1)")
         if request_id in self._requests:
             raise RemoteProtocolError(f"BEGIN_REQUEST for request {request_id}, already active")
-        role_number, flags = BEGIN_REQUEST_BODY.unpack(content)
-        keep_connection = bool(flags & FCGI_KEEP_CONN)
-        refusal = self._refusal(role_number)
+        role_number, flags = _unpack_begin_request_body(content)
+        keep_connection = (flags & FCGI_KEEP_CONN) != 0
+        role = ROLES.get(role_number)
+        refusal = self._refusal(role)
         if refusal is not None:
             self._outbox.append(end_request_record(request_id, 0, refusal))
             self._close_when_idle |= not keep_connection
             return
-        self._requests[request_id] = _Request(Role(role_number), keep_connection)
+        assert role is not None  # _refusal answers UNKNOWN_ROLE for anything else
+        self._requests[request_id] = _Request(role, keep_connection)
 
-    def _refusal(self, role_number: int) -> ProtocolStatus | None:
-        if role_number not in _ROLES or Role(role_number) not in self.settings.roles:
+    def _refusal(self, role: Role | None) -> ProtocolStatus | None:
+        if role is None or role not in self.settings.roles:
             return ProtocolStatus.UNKNOWN_ROLE
         if self._requests and not self.settings.multiplex_connections:
             return ProtocolStatus.CANT_MPX_CONN
@@ -171,51 +231,58 @@ class ServerConnection(RecordConnection[ServerEvent]):
             return ProtocolStatus.OVERLOADED
         return None
 
-    def _request_record(
-        self, request_id: int, request: _Request, record_type: int, content: bytes
-    ) -> None:
-        action = TRANSITIONS.get((request.role, request.state, record_type))
-        if action is None:
-            raise RemoteProtocolError(
-                f"{RecordType(record_type).name} record for request {request_id} while it "
-                f"expects {request.state.value} ({request.role.name})"
-            )
-        if action is Action.PARAMS:
-            self._params(request_id, request, content)
-        elif action is Action.INPUT:
-            self._input(request_id, request, record_type, content)
-        elif action is Action.ABORT:
-            self._abort(request_id, request)
+    def _unexpected(self, record_type: int, request_id: int, content: bytes) -> None:
+        """A request input record that _handle_record's table lookup did not take."""
+        request = self._requests.get(request_id)
+        if request is None:
+            if request_id == NULL_REQUEST_ID:  # never active: BEGIN_REQUEST refuses it
+                raise self._null_request_id(record_type)
+            # §3.3: "While a request ID R is inactive, the application ignores records with
+            # requestId == R" (nginx sends the rest of STDIN after an early END_REQUEST).
+            return
+        raise RemoteProtocolError(
+            f"{RECORD_TYPES[record_type].name} record for request {request_id} while it "
+            f"expects {request.state.value} ({request.role.name})"
+        )
 
     def _params(self, request_id: int, request: _Request, content: bytes) -> None:
         if content:
             # §5.2: PARAMS may be split anywhere, even mid-pair (h2o splits at 65535 bytes), so
             # pairs are decoded only once the stream is whole.
-            if len(request.params) + len(content) > self.settings.max_params_bytes:
+            params = request.params
+            if len(params) + len(content) > self.settings.max_params_bytes:
                 raise RemoteProtocolError(
                     f"PARAMS of request {request_id} exceed {self.settings.max_params_bytes} bytes",
                     limit="max_params_bytes",
                 )
-            request.params += content
+            if not params:
+                request.params = content  # nginx's one PARAMS record: kept as it came
+                return
+            if isinstance(params, bytes):
+                params = request.params = bytearray(params)
+            params += content
             return
-        pairs = decode_pairs(bytes(request.params), max_pairs=self.settings.max_params_count)
-        request.params = bytearray()
+        params = request.params
+        if isinstance(params, bytearray):
+            params = bytes(params)  # pairs are bytes (bytes(bytes) would cost a call for nothing)
+        pairs = decode_pairs(params, max_pairs=self.settings.max_params_count)
+        request.params = b""
         request.started = True
-        request.state = NEXT_STATE[request.role, RecordType.PARAMS]
+        request.enter(NEXT_STATE[request.role, FCGI_PARAMS])
         self._events.append(
             RequestStarted(request_id, request.role, request.keep_connection, tuple(pairs))
         )
-        if request.state is InputState.INPUT_DONE:
+        if request.state is _INPUT_DONE:
             # §6.3: an Authorizer has no body; say so at once rather than wait for a STDIN record
             # that Apache never sends.
-            self._events.append(InputEnd(request_id, RecordType.STDIN))
+            self._events.append(InputEnd(request_id, _STDIN))
 
     def _input(self, request_id: int, request: _Request, record_type: int, content: bytes) -> None:
-        stream = RecordType(record_type)
+        stream = RECORD_TYPES[record_type]
         if content:
             self._events.append(InputData(request_id, content, stream))
             return
-        request.state = NEXT_STATE[request.role, record_type]
+        request.enter(NEXT_STATE[request.role, record_type])
         self._events.append(InputEnd(request_id, stream))
 
     def _abort(self, request_id: int, request: _Request) -> None:
@@ -225,7 +292,7 @@ class ServerConnection(RecordConnection[ServerEvent]):
             self._outbox.append(end_request_record(request_id, 0, ProtocolStatus.REQUEST_COMPLETE))
             self._close_when_idle |= not request.keep_connection
             return
-        request.state = InputState.ABORTED
+        request.enter(_ABORTED)
         self._events.append(AbortRequest(request_id))
 
     # -- sending ----------------------------------------------------------------------------
@@ -236,21 +303,44 @@ class ServerConnection(RecordConnection[ServerEvent]):
         if request is None or not request.started:
             raise LocalProtocolError(f"request {event.request_id} is not active")
         if isinstance(event, OutputData):
-            if event.stream not in (RecordType.STDOUT, RecordType.STDERR):
-                raise LocalProtocolError(f"cannot send {event.stream.name} as output")
-            if event.stream is RecordType.STDERR and event.data:
-                request.stderr_used = True
-            return build_stream_records(event.stream, event.request_id, event.data)
+            stream = event.stream
+            if stream != FCGI_STDOUT:
+                if stream != FCGI_STDERR:
+                    raise LocalProtocolError(f"cannot send {stream.name} as output")
+                if event.data:
+                    request.stderr_used = True
+            return build_stream_records(stream, event.request_id, event.data)
         return self._end_request(event, request)
 
     def _end_request(self, event: EndRequest, request: _Request) -> bytes:
         # §6.1: STDOUT gets at least its empty record; STDERR one only if it was used.
-        parts = [build_record(RecordType.STDOUT, event.request_id)]
-        if request.stderr_used:
-            parts.append(build_record(RecordType.STDERR, event.request_id))
-        parts.append(end_request_record(event.request_id, event.app_status, event.protocol_status))
+        data = build_end_of_response(
+            event.request_id,
+            event.app_status,
+            event.protocol_status,
+            stderr_used=request.stderr_used,
+        )
         # §3.3: the id becomes inactive when END_REQUEST is sent; §5.1: without KEEP_CONN the
         # application closes the connection after this response.
         del self._requests[event.request_id]
         self._close_when_idle |= not request.keep_connection
-        return b"".join(parts)
+        return data
+
+
+_Handler = Callable[[ServerConnection, int, int, bytes], None]
+
+
+def _build_routes() -> tuple[_Handler, ...]:
+    """What the application does with each of the 256 record types a header can name
+    (Appendix A), indexed by the header's plain int: routing a record hashes nothing."""
+    routes: list[_Handler] = [ServerConnection._unknown_type] * 256  # §4.2
+    routes[FCGI_BEGIN_REQUEST] = ServerConnection._begin_request
+    for record_type in (FCGI_ABORT_REQUEST, FCGI_PARAMS, FCGI_STDIN, FCGI_DATA):
+        routes[record_type] = ServerConnection._unexpected
+    routes[FCGI_GET_VALUES] = ServerConnection._get_values
+    for record_type in APPLICATION_TYPES:  # types only an application sends
+        routes[record_type] = ServerConnection._misdirected
+    return tuple(routes)
+
+
+_ROUTES = _build_routes()

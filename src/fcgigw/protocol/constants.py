@@ -23,20 +23,36 @@ MAX_SHORT_PAIR_LENGTH = 0x7F
 MAX_PAIR_LENGTH = 0x7FFFFFFF
 
 
+#: §8's record type numbers under the spec's own names, as plain ints: the hot paths compare
+#: and index with these, where a RecordType member costs an enum attribute lookup and
+#: ``RecordType(n)`` a metaclass call. RecordType is what the public events carry.
+FCGI_BEGIN_REQUEST = 1
+FCGI_ABORT_REQUEST = 2
+FCGI_END_REQUEST = 3
+FCGI_PARAMS = 4
+FCGI_STDIN = 5
+FCGI_STDOUT = 6
+FCGI_STDERR = 7
+FCGI_DATA = 8
+FCGI_GET_VALUES = 9
+FCGI_GET_VALUES_RESULT = 10
+FCGI_UNKNOWN_TYPE = 11
+
+
 class RecordType(IntEnum):
     """§8: the type component of a record header."""
 
-    BEGIN_REQUEST = 1
-    ABORT_REQUEST = 2
-    END_REQUEST = 3
-    PARAMS = 4
-    STDIN = 5
-    STDOUT = 6
-    STDERR = 7
-    DATA = 8
-    GET_VALUES = 9
-    GET_VALUES_RESULT = 10
-    UNKNOWN_TYPE = 11
+    BEGIN_REQUEST = FCGI_BEGIN_REQUEST
+    ABORT_REQUEST = FCGI_ABORT_REQUEST
+    END_REQUEST = FCGI_END_REQUEST
+    PARAMS = FCGI_PARAMS
+    STDIN = FCGI_STDIN
+    STDOUT = FCGI_STDOUT
+    STDERR = FCGI_STDERR
+    DATA = FCGI_DATA
+    GET_VALUES = FCGI_GET_VALUES
+    GET_VALUES_RESULT = FCGI_GET_VALUES_RESULT
+    UNKNOWN_TYPE = FCGI_UNKNOWN_TYPE
 
 
 class Role(IntEnum):
@@ -89,3 +105,7 @@ MANAGEMENT_TYPES = frozenset(
 
 #: §8: every record type this version defines.
 KNOWN_TYPES = frozenset(int(t) for t in RecordType)
+#: Record type number to its RecordType member, for building events without ``RecordType(n)``.
+RECORD_TYPES: dict[int, RecordType] = {int(t): t for t in RecordType}
+#: Role number to its Role member, likewise; a number not in it is not a §6 role.
+ROLES: dict[int, Role] = {int(r): r for r in Role}

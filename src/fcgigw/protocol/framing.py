@@ -6,24 +6,34 @@ from abc import ABC, abstractmethod
 from collections import deque
 from typing import Generic, TypeVar
 
-from .constants import HEADER_LEN
+from .constants import FCGI_VERSION_1, HEADER_LEN
 from .errors import RemoteProtocolError
 from .events import NEED_DATA, ConnectionClosed, NeedData
-from .records import parse_header
+from .records import HEADER
 
 Event = TypeVar("Event")
 
+# Bound once: looking up a method on a Struct costs about as much as the unpack itself.
+_unpack_header = HEADER.unpack_from
 # Compact the buffer once this many consumed bytes sit at its front (avoids a memmove per record).
 _COMPACT_AFTER_BYTES = 64 * 1024
 
 
 class RecordBuffer:
-    """Accumulates received bytes and hands out complete records, padding skipped (§3.3)."""
+    """Accumulates received bytes and hands out complete records, padding skipped (§3.3).
+
+    The received ``bytes`` become the buffer as they are once everything before them has been
+    taken (a web server writes whole records, so a read often ends on a record boundary), or
+    joined to the start of a record that straddles the reads: either way each record's
+    content is then one slice out. Only when a record arrives in pieces smaller than what is
+    already held of it is it gathered in a bytearray instead, so that no byte is copied over
+    and over.
+    """
 
     __slots__ = ("_buffer", "_eof", "_position")
 
     def __init__(self) -> None:
-        self._buffer = bytearray()
+        self._buffer: bytes | bytearray = b""
         self._position = 0
         self._eof = False
 
@@ -34,10 +44,28 @@ class RecordBuffer:
             return
         if self._eof:
             raise RemoteProtocolError("data received after end of stream")
-        if self._position >= _COMPACT_AFTER_BYTES:
-            del self._buffer[: self._position]
+        buffer = self._buffer
+        position = self._position
+        held = len(buffer) - position
+        if not held:
+            # Kept as they are if they are immutable; a caller's bytearray is copied, since the
+            # caller may reuse it.
+            self._buffer = data if isinstance(data, bytes) else bytes(data)
             self._position = 0
-        self._buffer += data
+        elif isinstance(buffer, bytes) and held <= len(data):
+            # One copy, and linear overall: what is carried over is never longer than the read.
+            self._buffer = buffer[position:] + data
+            self._position = 0
+        elif isinstance(buffer, bytes):
+            gathered = bytearray(buffer[position:])
+            gathered += data
+            self._buffer = gathered
+            self._position = 0
+        else:
+            if position >= _COMPACT_AFTER_BYTES:
+                del buffer[:position]
+                self._position = 0
+            buffer += data
 
     @property
     def buffered_bytes(self) -> int:
@@ -51,23 +79,31 @@ class RecordBuffer:
 
     def next_record(self) -> tuple[int, int, bytes] | None:
         """Return (type, request_id, content) of the next whole record, or None if incomplete."""
+        buffer = self._buffer
         start = self._position
-        available = len(self._buffer) - start
-        if available < HEADER_LEN:
-            self._check_not_truncated(available)
-            return None
-        header = parse_header(self._buffer, start)
-        if available < header.record_length:
-            self._check_not_truncated(available)
-            return None
-        content_start = start + HEADER_LEN
-        content = bytes(self._buffer[content_start : content_start + header.content_length])
-        self._position = start + header.record_length
-        return header.type, header.request_id, content
-
-    def _check_not_truncated(self, available: int) -> None:
-        if self._eof and available:
-            raise RemoteProtocolError(f"connection closed inside a record ({available} bytes)")
+        if len(buffer) - start >= HEADER_LEN:
+            # The header's fields straight into locals (records.parse_header's work, without an
+            # object per record).
+            version, record_type, request_id, content_length, padding_length = _unpack_header(
+                buffer, start
+            )
+            if version != FCGI_VERSION_1:
+                # §3.3: this specification documents FCGI_VERSION_1 only; anything else is not
+                # FastCGI we can frame, so the connection cannot be trusted past this point.
+                raise RemoteProtocolError(f"unsupported FastCGI version {version} (expected 1)")
+            content_start = start + HEADER_LEN
+            content_end = content_start + content_length
+            record_end = content_end + padding_length
+            if record_end <= len(buffer):
+                self._position = record_end
+                if isinstance(buffer, bytearray):  # a record gathered across reads
+                    return record_type, request_id, bytes(buffer[content_start:content_end])
+                return record_type, request_id, buffer[content_start:content_end]
+        if self._eof and len(buffer) > start:
+            raise RemoteProtocolError(
+                f"connection closed inside a record ({len(buffer) - start} bytes)"
+            )
+        return None
 
 
 class RecordConnection(ABC, Generic[Event]):
@@ -83,12 +119,14 @@ class RecordConnection(ABC, Generic[Event]):
 
     def next_event(self) -> Event | ConnectionClosed | NeedData:
         """The next event, NEED_DATA when more bytes are needed, ConnectionClosed at the end."""
-        while not self._events:
+        events = self._events
+        while not events:
             record = self._records.next_record()
             if record is None:
                 return ConnectionClosed() if self._records.closed else NEED_DATA
-            self._handle_record(*record)
-        return self._events.popleft()
+            record_type, request_id, content = record  # a plain call, cheaper than *record
+            self._handle_record(record_type, request_id, content)
+        return events.popleft()
 
     @abstractmethod
     def _handle_record(self, record_type: int, request_id: int, content: bytes) -> None:

@@ -20,6 +20,11 @@ class InputState(Enum):
     INPUT_DONE = "INPUT_DONE"
     ABORTED = "ABORTED"
 
+    # Members are singletons and equal only to themselves, so identity is an exact hash; it
+    # is a C slot where Enum's own __hash__ (hash of the name) is a Python call, and states
+    # are hashed on every transition (ACCEPTS below).
+    __hash__ = object.__hash__
+
 
 class Action(Enum):
     """What to do with a record that the table allows."""
@@ -52,6 +57,20 @@ def _build_transitions() -> dict[tuple[Role, InputState, int], Action]:
 
 
 TRANSITIONS = _build_transitions()
+
+
+def _build_rows() -> dict[tuple[Role, InputState], dict[int, Action]]:
+    rows: dict[tuple[Role, InputState], dict[int, Action]] = {
+        (role, state): {} for role in Role for state in InputState
+    }
+    for (role, state, record_type), action in TRANSITIONS.items():
+        rows[role, state][int(record_type)] = action
+    return rows
+
+
+#: TRANSITIONS by row: what a request in each (role, state) accepts, by record type number. A
+#: request keeps its row, so each record costs one int lookup instead of a three-part key.
+ACCEPTS = _build_rows()
 
 #: The state after an input stream's empty record, per role (§6.2-§6.4).
 NEXT_STATE: dict[tuple[Role, int], InputState] = {
