@@ -6,8 +6,9 @@ every time rather than only when the timing is right:
   for FCGI_END_REQUEST;
 - mod_fcgid and Caddy send the whole request body before they read any of the response.
 
-The app is matrixapps' ``/early``: it answers 413 without reading the body. Both tests are
-strict xfails until fcgigw handles these; the matrix leaves out the combinations they hang.
+The app is matrixapps' ``/early``: it answers 413 without reading the body. fcgigw now
+sends END_REQUEST once the body has gone quiet for a moment after the response, and reads
+the body while a write of the response is blocked.
 """
 
 from __future__ import annotations
@@ -30,21 +31,6 @@ RECORD_BYTES = 32768  # what nginx sends per STDIN record (web-servers.md §2)
 #: Seconds without progress after which a peer gives up: a correct gateway answers or reads
 #: on within milliseconds; a stuck one never does.
 WAIT_SECONDS = 1.0
-
-EARLY_RESPONSE_BUG = (
-    "fcgigw sends FCGI_END_REQUEST only once STDIN has ended, also after a response it sent "
-    "before the body was read; a peer that stops sending the body once the response begins "
-    "(nginx) never gets END_REQUEST. The WSGI server holds back a response that is a list of "
-    "one item until STDIN has ended; it sends any other iterable (Flask's, Django's) at once, "
-    "as the ASGI server sends every response."
-)
-BLOCKED_WRITES_BUG = (
-    "fcgigw stops reading STDIN while a write of the response blocks (WSGI) or while the app "
-    "does not read it (ASGI), so a peer that sends the whole body before it reads the "
-    "response (mod_fcgid, Caddy) and a response larger than the socket buffers wait for each "
-    "other until the server's timeout. fcgigw could go on reading STDIN (spilling it to a "
-    "file, or discarding it once the app has answered) while it writes."
-)
 
 
 def record(kind: int, content: bytes = b"") -> bytes:
@@ -121,7 +107,6 @@ def connect(app: RunningProcess) -> socket.socket:
     return sock
 
 
-@pytest.mark.xfail(strict=True, reason=EARLY_RESPONSE_BUG)
 @pytest.mark.parametrize("keep_conn", [False, True], ids=["close", "keep-conn"])
 def test_peer_that_stops_sending_the_body_once_answered_gets_end_request(
     app: RunningProcess, keep_conn: bool
@@ -163,7 +148,6 @@ class Sender(threading.Thread):
         return False
 
 
-@pytest.mark.xfail(strict=True, reason=BLOCKED_WRITES_BUG)
 def test_peer_that_sends_the_whole_body_first_gets_a_large_response(app: RunningProcess) -> None:
     """mod_fcgid and Caddy: the whole body, and only then the response (4 MiB) is read."""
     with connect(app) as sock:

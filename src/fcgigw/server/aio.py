@@ -135,9 +135,16 @@ class FastCGIProtocol(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self._writing_paused = True
+        if self._reading_paused and self.transport:
+            # The web server is not reading our response: it may be sending the whole body
+            # before it reads anything (mod_fcgid, Caddy). Not reading it now would make each
+            # side wait for the other, so take the body in, over the memory threshold.
+            self._reading_paused = False
+            self.transport.resume_reading()
 
     def resume_writing(self) -> None:
         self._writing_paused = False
+        self.input_buffered(0)  # back under the threshold's rule
         for waiter in self._drain_waiters:
             if not waiter.done():
                 waiter.set_result(None)
@@ -205,7 +212,8 @@ class FastCGIProtocol(asyncio.Protocol):
     def input_buffered(self, size: int) -> None:
         self._unread_bytes += size
         limit = self.server.config.request_body_memory_bytes
-        if self._unread_bytes > limit and not self._reading_paused and self.transport:
+        paused = self._reading_paused or self._writing_paused
+        if self._unread_bytes > limit and not paused and self.transport:
             self._reading_paused = True
             self.transport.pause_reading()
 

@@ -16,6 +16,11 @@ if TYPE_CHECKING:
     from .aio import FastCGIProtocol
 
 
+#: After the response, how long the web server's body may pause before END_REQUEST goes
+#: out without the rest of it (see AsyncChannel._wait_for_input_end).
+INPUT_QUIET_SECONDS = 0.3
+
+
 class AsyncChannel:
     """One request on a FastCGIProtocol."""
 
@@ -30,6 +35,7 @@ class AsyncChannel:
         self._waiter: asyncio.Future[None] | None = None
         self._done = asyncio.Event()
         self._pending_end: EndRequest | None = None
+        self._quiet_timer: asyncio.TimerHandle | None = None
         self.aborted = False
         self.finished = False
         self.started_at = time.monotonic()
@@ -57,6 +63,8 @@ class AsyncChannel:
 
     def feed(self, data: bytes, stream: RecordType = RecordType.STDIN) -> None:
         if self.finished:
+            if self._pending_end is not None:
+                self._wait_for_input_end()  # still sending: keep holding END_REQUEST
             return  # the response is out; the rest of the input is read and dropped
         self._queues[stream].append(data)
         self._protocol.input_buffered(len(data))
@@ -147,9 +155,27 @@ class AsyncChannel:
         else:
             self._protocol.write(tail)
             self._pending_end = end
+            self._wait_for_input_end()
+
+    def _wait_for_input_end(self) -> None:
+        """Hold END_REQUEST while the web server is still sending the body (h2o 2.2 aborts
+        otherwise), but not once it has stopped: nginx stops sending the body when the
+        response begins and waits for END_REQUEST (the matrix found it hanging)."""
+        if self._quiet_timer is not None:
+            self._quiet_timer.cancel()
+        loop = asyncio.get_running_loop()
+        self._quiet_timer = loop.call_later(INPUT_QUIET_SECONDS, self._input_went_quiet)
+
+    def _input_went_quiet(self) -> None:
+        self._quiet_timer = None
+        if self._pending_end is not None and not self._protocol.closed:
+            self._send_end(self._pending_end)
 
     def _send_end(self, end: EndRequest, tail: bytes = b"") -> None:
         self._pending_end = None
+        if self._quiet_timer is not None:
+            self._quiet_timer.cancel()
+            self._quiet_timer = None
         if not self._protocol.closed:
             self._protocol.write(tail + self._protocol.connection.send(end))
         self._protocol.request_done(self)

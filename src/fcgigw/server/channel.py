@@ -17,6 +17,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("fcgigw.server")
 
+#: After the response, how long the web server's body may pause before END_REQUEST goes out
+#: without the rest of it (h2o 2.2 aborts if it comes while the body is still being sent).
+INPUT_QUIET_SECONDS = 0.3
+
 
 class SocketChannel:
     """One request on a ServedConnection (implements adapters.channel.RequestChannel)."""
@@ -99,8 +103,14 @@ class SocketChannel:
         self.discard_input = True
         for stream, buffer in self.inputs.items():
             buffer.close()
-            while self._read(stream, 65536):
-                pass
+            while True:
+                self._connection.take_available_input()
+                if stream in self.ended or self.aborted:
+                    break
+                if not self._connection.wait_for_input(INPUT_QUIET_SECONDS):
+                    # nginx stops sending the body once the response has begun, possibly in
+                    # the middle of a record, and waits for END_REQUEST: end without the rest.
+                    return
 
     # -- output --------------------------------------------------------------------------
 

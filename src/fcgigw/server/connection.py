@@ -10,6 +10,7 @@ thread.
 from __future__ import annotations
 
 import logging
+import select
 import socket
 import threading
 from collections import deque
@@ -36,6 +37,8 @@ from .watchdog import Watchdog
 
 logger = logging.getLogger("fcgigw.server")
 
+#: How long a thread that needs input waits when another thread is reading the socket.
+READER_WAIT_SECONDS = 0.05
 #: One read: a whole STDIN record of the biggest kind (lighttpd, h2o send 65535-byte records).
 RECV_BYTES = MAX_CONTENT_LENGTH + 1 + 8
 
@@ -83,6 +86,8 @@ class ServedConnection:
         self.closed = False
         #: Nothing received yet: accepted, its web server's first records still on the way.
         self.fresh = True
+        #: Reading in the middle of a write: the protocol's own answers wait until after it.
+        self._receiving_only = False
         self._watchdog = watchdog
         self._on_close = on_close
         self.expect_request()
@@ -250,7 +255,7 @@ class ServedConnection:
                     if self.closed:
                         return None
                     event = self.protocol.next_event()
-                    automatic = self.protocol.data_to_send()
+                    automatic = b"" if self._receiving_only else self.protocol.data_to_send()
                 if automatic:
                     self._write(automatic)
                 if not isinstance(event, NeedData):
@@ -275,6 +280,31 @@ class ServedConnection:
             except (OSError, ClientDisconnected):
                 self._lose_connection()
                 return None
+
+    def wait_for_input(self, seconds: float) -> bool:
+        """Whether the socket has input now or within ``seconds`` (the end-of-body wait).
+        Bytes already buffered do not count: after take_available_input() they can only be
+        the start of a record whose rest may never come."""
+        if self.closed:
+            return False
+        try:
+            return bool(select.select([self.sock], [], [], seconds)[0])
+        except (OSError, ValueError):
+            return False  # closed meanwhile
+
+    def take_available_input(self) -> None:
+        """Read and hand out what has arrived, without waiting for more. If another thread
+        is reading, let it: wait a moment for what it hands out."""
+        if self.reader.acquire(blocking=False):
+            try:
+                self._take_available()
+            finally:
+                self.reader.release()
+                with self.condition:
+                    self.condition.notify_all()
+        else:
+            with self.condition:
+                self.condition.wait(READER_WAIT_SECONDS)
 
     def _idle(self) -> bool:
         with self.lock:
@@ -329,10 +359,52 @@ class ServedConnection:
     def _write(self, data: bytes) -> None:
         try:
             with self._write_lock:
-                self.sock.sendall(data)
+                if self._input_pending():
+                    self._send_while_reading(data)
+                else:
+                    self.sock.sendall(data)
         except OSError as error:
             self._lose_connection()
             raise ClientDisconnected(str(error)) from error
+
+    def _input_pending(self) -> bool:
+        """Some request's body is still coming (the web server may be sending it now)."""
+        with self.lock:
+            return any(not channel.input_ended for channel in self._channels.values())
+
+    def _send_while_reading(self, data: bytes) -> None:
+        """Write ``data`` while taking in what the web server sends. mod_fcgid and Caddy send
+        the whole body before they read the response: blocked in sendall() we would wait for
+        them while they wait for us. The body goes to its request's buffer (which spills to
+        disk), or is dropped once the app has answered."""
+        view = memoryview(data)
+        while view:
+            reading = self.reader.acquire(blocking=False)  # else someone else reads already
+            try:
+                wanted = [self.sock] if reading else []
+                readable, writable, _ = select.select(wanted, [self.sock], [])
+                if writable:
+                    view = view[self.sock.send(view, socket.MSG_DONTWAIT) :]
+                elif readable:
+                    self._take_available()
+            except BlockingIOError:
+                pass
+            finally:
+                if reading:
+                    self.reader.release()
+                    with self.condition:
+                        self.condition.notify_all()
+
+    def _take_available(self) -> None:
+        """Read and hand out what has arrived, without writing (the caller is mid-write)."""
+        self._receiving_only = True
+        try:
+            while (event := self._next_event(wait=False)) is not None:
+                channel = self._dispatch(event)
+                if channel is not None:
+                    self._hand_to_pool(channel)
+        finally:
+            self._receiving_only = False
 
     # -- ending --------------------------------------------------------------------------
 
