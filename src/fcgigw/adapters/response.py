@@ -197,6 +197,19 @@ def bad_params(channel: RequestChannel, error: Exception) -> None:
     send_error(channel, 400, "The request could not be read.", headers_sent=False)
 
 
+def timed_out(
+    channel: RequestChannel, seconds: int, consequence: str, *, headers_sent: bool
+) -> None:
+    """A request ran past request_timeout_seconds: 504 (or the cut response), logged once."""
+    logger.error(
+        "request %d: still running after %d s: answered 504, %s (setting request_timeout_seconds)",
+        channel.request_id,
+        seconds,
+        consequence,
+    )
+    send_error(channel, 504, "The application took too long.", headers_sent=headers_sent)
+
+
 def send_error(channel: RequestChannel, code: int, message: str, *, headers_sent: bool) -> None:
     """End a request with an error response from fcgigw (500, 413, 504), or, when the app's
     headers are already out, by cutting the response (END_REQUEST with an error appStatus)."""

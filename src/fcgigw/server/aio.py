@@ -17,7 +17,7 @@ from typing import cast
 
 from ..adapters.asgi import ASGIApp, run_asgi
 from ..adapters.lifespan import Lifespan
-from ..adapters.response import send_error
+from ..adapters.response import timed_out
 from ..config import Config
 from ..protocol import (
     AbortRequest,
@@ -31,10 +31,10 @@ from ..protocol import (
 from ..protocol.events import NeedData
 from .aio_channel import AsyncChannel
 from .connection_limit import ConnectionLimit
+from .lifecycle import FIRST_RECORD_WAIT_SECONDS, RequestBudget
 from .listeners import describe, open_listeners
 from .logs import log_access
 from .peers import PeerAllowlist
-from .server import FIRST_RECORD_WAIT_SECONDS, request_budget
 
 logger = logging.getLogger("fcgigw.server")
 
@@ -246,7 +246,7 @@ class AsyncServer:
         self._tasks: set[asyncio.Task[None]] = set()
         self._stop: asyncio.Event | None = None
         self._fast_stop = False
-        self.requests_left = request_budget(config)
+        self.budget = RequestBudget(config)
         #: Called once the server accepts connections (a supervised worker reports readiness).
         self.on_ready: Callable[[], None] | None = None
 
@@ -268,22 +268,12 @@ class AsyncServer:
         try:
             await asyncio.wait_for(request, timeout or None)
         except asyncio.TimeoutError:
-            logger.error(
-                "request %d: still running after %d s: cancelled, answered 504 (setting "
-                "request_timeout_seconds)",
-                channel.request_id,
-                timeout,
-            )
             if not channel.finished:
-                message = "The application took too long."
-                send_error(channel, 504, message, headers_sent=channel.bytes_sent > 0)
+                timed_out(channel, timeout, "cancelled", headers_sent=channel.bytes_sent > 0)
         if self.config.access_log:
             log_access(channel)
-        if self.requests_left is not None:
-            self.requests_left -= 1
-            if self.requests_left == 0:
-                logger.info("served max_requests: stopping to be replaced")
-                self.request_stop()
+        if self.budget.spend():
+            self.request_stop()
 
     def request_stop(self, fast: bool = False) -> None:
         """Ask the server to stop (from a signal handler or another task)."""

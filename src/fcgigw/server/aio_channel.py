@@ -11,14 +11,10 @@ from typing import TYPE_CHECKING
 
 from ..adapters.channel import ClientDisconnected, Params
 from ..protocol import EndRequest, OutputData, RecordType, RequestStarted, Role
+from .lifecycle import INPUT_QUIET_SECONDS
 
 if TYPE_CHECKING:
     from .aio import FastCGIProtocol
-
-
-#: After the response, how long the web server's body may pause before END_REQUEST goes
-#: out without the rest of it (see AsyncChannel._wait_for_input_end).
-INPUT_QUIET_SECONDS = 0.3
 
 
 class AsyncChannel:

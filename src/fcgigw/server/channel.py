@@ -7,19 +7,16 @@ import time
 from typing import TYPE_CHECKING
 
 from ..adapters.channel import ClientDisconnected, Params
-from ..adapters.response import send_error
+from ..adapters.response import timed_out
 from ..protocol import EndRequest, OutputData, RecordType, RequestStarted, Role
 from .buffers import SpillBuffer
+from .lifecycle import INPUT_QUIET_SECONDS
 
 if TYPE_CHECKING:
     from .connection import ServedConnection
 
 
 logger = logging.getLogger("fcgigw.server")
-
-#: After the response, how long the web server's body may pause before END_REQUEST goes out
-#: without the rest of it (h2o 2.2 aborts if it comes while the body is still being sent).
-INPUT_QUIET_SECONDS = 0.3
 
 
 class SocketChannel:
@@ -149,16 +146,11 @@ class SocketChannel:
         rest of the body; whatever the app writes later raises ClientDisconnected."""
         if self.finished or self.aborted:
             return
-        seconds = self._connection.config.request_timeout_seconds
-        logger.error(
-            "request %d: still running after %d s: answered 504 (setting "
-            "request_timeout_seconds); its thread stays busy until the app returns",
-            self.request_id,
-            seconds,
-        )
         self.discard_input = True
         self.ended.update(self.inputs)  # no draining from the watchdog's thread
-        send_error(self, 504, "The application took too long.", headers_sent=self.bytes_sent > 0)
+        seconds = self._connection.config.request_timeout_seconds
+        consequence = "its thread stays busy until the app returns"
+        timed_out(self, seconds, consequence, headers_sent=self.bytes_sent > 0)
         self.aborted = True
 
     def _note_output(self, data: bytes) -> None:

@@ -127,7 +127,7 @@ class ServedConnection:
             with self.lock:
                 if self.closed or self.protocol.should_close:
                     break
-                idle = not self.protocol.active_requests and not self.protocol.buffered_bytes
+                idle = self._nothing_in_progress()
             if idle:
                 # Under `reader`: a pool thread woken for this socket while it was watched
                 # (read_available) may be reading it too; two readers feed bytes out of order.
@@ -308,7 +308,11 @@ class ServedConnection:
 
     def _idle(self) -> bool:
         with self.lock:
-            return not self.protocol.active_requests and not self.protocol.buffered_bytes
+            return self._nothing_in_progress()
+
+    def _nothing_in_progress(self) -> bool:
+        """No request begun and no partial record (the caller holds ``lock``)."""
+        return not self.protocol.active_requests and not self.protocol.buffered_bytes
 
     def _dispatch(self, event: ServerEvent) -> SocketChannel | None:
         """Hand an event to its request; return a channel when a request can start."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import random
 import select
 import signal
 import socket
@@ -17,6 +16,7 @@ from ..config import Config
 from .channel import SocketChannel
 from .connection import ServedConnection
 from .connection_limit import ConnectionLimit
+from .lifecycle import FIRST_RECORD_WAIT_SECONDS, RequestBudget
 from .listeners import describe, open_listeners
 from .logs import log_access
 from .peers import PeerAllowlist
@@ -28,18 +28,6 @@ logger = logging.getLogger("fcgigw.server")
 
 def _nothing() -> None:
     """The work for a connection refused at accept."""
-
-
-#: During a graceful stop, how long a just-accepted connection may take to send its request.
-FIRST_RECORD_WAIT_SECONDS = 1.0
-
-
-def request_budget(config: Config) -> int | None:
-    """Requests this process serves before it stops to be replaced (None: no limit), with
-    jitter so that workers started together do not all restart together."""
-    if not config.max_requests:
-        return None
-    return config.max_requests + random.randint(0, config.max_requests_jitter)  # noqa: S311
 
 
 class Server:
@@ -58,7 +46,7 @@ class Server:
         self._threads = WorkerThreads(self._dispatcher, config.threads)
         self._stop_requested = threading.Event()
         self._fast_stop = False
-        self.requests_left = request_budget(config)
+        self.budget = RequestBudget(config)
         #: Called once the server accepts connections (a supervised worker reports readiness).
         self.on_ready: Callable[[], None] | None = None
         self._watchdog = Watchdog()
@@ -116,11 +104,8 @@ class Server:
             self._watchdog.clear(channel)
         if self.config.access_log:
             log_access(channel)
-        if self.requests_left is not None:
-            self.requests_left -= 1  # races between threads only make the count approximate
-            if self.requests_left == 0:
-                logger.info("served max_requests: stopping to be replaced")
-                self.request_stop()
+        if self.budget.spend():
+            self.request_stop()
 
     # -- running and stopping ------------------------------------------------------------
 
