@@ -1,7 +1,8 @@
-"""URL routes of the example Django site."""
+"""URL routes of the example Django site: its views, and the admin at /admin/."""
 
 from __future__ import annotations
 
+from django.contrib import admin
 from django.urls import path
 
 from . import views
@@ -12,4 +13,5 @@ urlpatterns = [
     path("upload/", views.upload, name="upload"),
     path("where/", views.where, name="where"),
     path("fail/", views.fail, name="fail"),
+    path("admin/", admin.site.urls),
 ]
