@@ -64,14 +64,33 @@ def _under(path: str, prefix: str) -> bool:
     return path == prefix or path.startswith(prefix + "/")
 
 
+#: Param names decoded before, with what kind of name each is: the same twenty-odd names
+#: come with every request, and a dict lookup costs half a decode. Bounded: header names are
+#: the client's choice.
+_NAMES: dict[bytes, tuple[str, int]] = {}
+_NAMES_MAX = 1024
+_PLAIN, _HEADER, _DROPPED = 0, 1, 2
+
+
+def _decoded_name(raw_name: bytes) -> tuple[str, int]:
+    name = raw_name.decode("latin-1")
+    kind = _PLAIN
+    if name[:5] == "HTTP_":
+        kind = _DROPPED if name in DROPPED_HEADERS else _HEADER
+    if len(_NAMES) < _NAMES_MAX:
+        _NAMES[raw_name] = (name, kind)
+    return name, kind
+
+
 def wsgi_environ(params: Pairs, root_path: str = "") -> dict[str, Any]:
     """The CGI part of a PEP 3333 environ (latin-1 str values) plus ``wsgi.url_scheme``."""
     environ: dict[str, Any] = {}
+    known = _NAMES.get
     for raw_name, raw_value in params:
-        name = raw_name.decode("latin-1")
+        name, kind = known(raw_name) or _decoded_name(raw_name)
         value = raw_value.decode("latin-1")
-        if name[:5] == "HTTP_":
-            if name in DROPPED_HEADERS:
+        if kind:
+            if kind == _DROPPED:
                 continue
             previous = environ.get(name)
             if previous is not None:

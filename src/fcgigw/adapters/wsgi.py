@@ -34,23 +34,26 @@ StartResponse = Callable[..., Callable[[bytes], None]]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 
+#: The environ entries that are the same for every request.
+_WSGI_CONSTANTS: dict[str, Any] = {
+    "wsgi.version": (1, 0),
+    "wsgi.multithread": True,
+    "wsgi.multiprocess": True,
+    "wsgi.run_once": False,
+    "wsgi.input_terminated": True,
+    "wsgi.file_wrapper": FileWrapper,
+}
+_ROLE_NAMES = {role: role.name for role in Role}
+
+
 def build_environ(channel: RequestChannel, root_path: str) -> dict[str, Any]:
     """The full PEP 3333 environ for this request."""
     environ = wsgi_environ(channel.params, root_path)
-    environ.update(
-        {
-            "wsgi.version": (1, 0),
-            "wsgi.input": InputStream(channel.read_input),
-            "wsgi.errors": ErrorStream(channel),
-            "wsgi.multithread": True,
-            "wsgi.multiprocess": True,
-            "wsgi.run_once": False,
-            "wsgi.input_terminated": True,
-            "wsgi.file_wrapper": FileWrapper,
-            "fcgi.params": channel.params,
-            "FCGI_ROLE": channel.role.name,
-        }
-    )
+    environ.update(_WSGI_CONSTANTS)
+    environ["wsgi.input"] = InputStream(channel.read_input)
+    environ["wsgi.errors"] = ErrorStream(channel)
+    environ["fcgi.params"] = channel.params
+    environ["FCGI_ROLE"] = _ROLE_NAMES[channel.role]
     if channel.role is Role.FILTER:
         # §6.4: the file to filter, after STDIN; FCGI_DATA_LENGTH and FCGI_DATA_LAST_MOD are
         # in the environ with the other params.
@@ -78,7 +81,15 @@ class _StartResponse:
                 exc_info = None
         elif self._writer.started:
             raise InvalidResponse("start_response called twice without exc_info")
-        self._writer.start(_latin1(status), [(_latin1(n), _latin1(v)) for n, v in headers])
+        try:
+            encoded = [(n.encode("latin-1"), v.encode("latin-1")) for n, v in headers]
+            if type(status) is not str:
+                raise TypeError
+        except (AttributeError, TypeError, UnicodeEncodeError, ValueError):
+            # Not str, not latin-1, or not pairs: say exactly what (the slow way).
+            encoded = [(_latin1(n), _latin1(v)) for n, v in headers]
+            _latin1(status)
+        self._writer.start(status.encode("latin-1"), encoded)
         return self._writer.write
 
 

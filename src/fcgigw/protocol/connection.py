@@ -63,6 +63,7 @@ _AWAITING_PARAMS = InputState.PARAMS
 _INPUT_DONE = InputState.INPUT_DONE
 _ABORTED = InputState.ABORTED
 _STDIN = RecordType.STDIN
+_REQUEST_COMPLETE = int(ProtocolStatus.REQUEST_COMPLETE)
 # Bound once: looking up a method on a Struct costs about as much as the unpack itself.
 _unpack_begin_request_body = BEGIN_REQUEST_BODY.unpack
 #: ProtocolSettings is frozen, so connections without their own settings can share one (its
@@ -313,16 +314,28 @@ class ServerConnection(RecordConnection[ServerEvent]):
         return self._end_request(event, request)
 
     def _end_request(self, event: EndRequest, request: _Request) -> bytes:
+        return self._end(event.request_id, request, event.app_status, event.protocol_status)
+
+    def end_response(self, request_id: int, last_stdout: bytes, app_status: int = 0) -> bytes:
+        """The last STDOUT bytes and the end of the request (§5.5, REQUEST_COMPLETE), as one
+        buffer: ``send(OutputData(...)) + send(EndRequest(...))`` without the two events, for
+        the end of every response."""
+        request = self._requests.get(request_id)
+        if request is None or not request.started:
+            raise LocalProtocolError(f"request {request_id} is not active")
+        end = self._end(request_id, request, app_status, _REQUEST_COMPLETE)
+        if last_stdout:
+            return build_stream_records(FCGI_STDOUT, request_id, last_stdout) + end
+        return end
+
+    def _end(self, request_id: int, request: _Request, app_status: int, status: int) -> bytes:
         # §6.1: STDOUT gets at least its empty record; STDERR one only if it was used.
         data = build_end_of_response(
-            event.request_id,
-            event.app_status,
-            event.protocol_status,
-            stderr_used=request.stderr_used,
+            request_id, app_status, status, stderr_used=request.stderr_used
         )
         # §3.3: the id becomes inactive when END_REQUEST is sent; §5.1: without KEEP_CONN the
         # application closes the connection after this response.
-        del self._requests[event.request_id]
+        del self._requests[request_id]
         self._close_when_idle |= not request.keep_connection
         return data
 

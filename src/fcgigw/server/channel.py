@@ -6,9 +6,9 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from ..adapters.channel import ClientDisconnected, Params
+from ..adapters.channel import ClientDisconnected
 from ..adapters.response import timed_out
-from ..protocol import EndRequest, OutputData, RecordType, RequestStarted, Role
+from ..protocol import OutputData, RecordType, RequestStarted, Role
 from .buffers import SpillBuffer
 from .lifecycle import INPUT_QUIET_SECONDS
 
@@ -24,7 +24,10 @@ class SocketChannel:
 
     def __init__(self, connection: ServedConnection, started: RequestStarted) -> None:
         self._connection = connection
-        self._started = started
+        self.request_id = started.request_id
+        self.role = started.role
+        self.params = started.params
+        self.keep_connection = started.keep_connection
         memory_limit = connection.config.request_body_memory_bytes
         # One buffer per input stream of the role (§6): STDIN, and FCGI_DATA for a Filter.
         self.inputs = {RecordType.STDIN: SpillBuffer(memory_limit)}
@@ -37,22 +40,6 @@ class SocketChannel:
         self.started_at = time.monotonic()
         self.bytes_sent = 0
         self.status = b""
-
-    @property
-    def request_id(self) -> int:
-        return self._started.request_id
-
-    @property
-    def role(self) -> Role:
-        return self._started.role
-
-    @property
-    def params(self) -> Params:
-        return self._started.params
-
-    @property
-    def keep_connection(self) -> bool:
-        return self._started.keep_connection
 
     # -- input ---------------------------------------------------------------------------
 
@@ -80,7 +67,7 @@ class SocketChannel:
         buffer = self.inputs[stream]
         connection = self._connection
         while True:
-            with connection.condition:
+            with connection.lock:
                 while True:
                     if len(buffer):
                         return buffer.read(size)
@@ -88,7 +75,7 @@ class SocketChannel:
                         return b""
                     if connection.reader.acquire(blocking=False):
                         break
-                    connection.condition.wait()
+                    connection.wait()
             connection.pump_holding_reader()
 
     def _drain_input(self) -> None:
@@ -134,9 +121,7 @@ class SocketChannel:
             self._drain_input()
         self.finished = True
         self._note_output(last_stdout)
-        self._connection.end_request(
-            self, OutputData(self.request_id, last_stdout), EndRequest(self.request_id, app_status)
-        )
+        self._connection.end_request(self, last_stdout, app_status)
         for buffer in self.inputs.values():
             buffer.close()
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
-import selectors
+import select
 import socket
 import threading
 import time
@@ -32,6 +32,8 @@ Work = Callable[[], None]
 ADMIT_AFTER_SECONDS = 0.002
 #: How often the waiting poller looks when nobody is serving (an idle server stays quiet).
 IDLE_POLL_SECONDS = 0.05
+#: Connections taken per accept readiness: nginx opens many at once without keepalive.
+ACCEPT_BATCH = 16
 
 
 def _poll_interval(now: float, newest: float | None) -> float:
@@ -41,6 +43,10 @@ def _poll_interval(now: float, newest: float | None) -> float:
     age = now - newest
     return ADMIT_AFTER_SECONDS if age >= ADMIT_AFTER_SECONDS else ADMIT_AFTER_SECONDS - age
 
+
+_DEFAULT_TIMEOUT_SET = socket.getdefaulttimeout
+_get_ident = threading.get_ident
+_monotonic = time.monotonic
 
 OnAccept = Callable[[socket.socket, str], Work]
 OnResume = Callable[[object], Work]
@@ -55,15 +61,59 @@ class _Watched:
         self.connection = connection
 
 
+class _Poller:
+    """Readiness of the sockets the pool watches, each with its data: the selectors module's
+    job, without its per-call key objects (epoll where there is one, else poll)."""
+
+    def __init__(self) -> None:
+        self._poll: Any = select.epoll() if hasattr(select, "epoll") else select.poll()
+        #: epoll takes registrations from other threads while one waits; poll needs a wake-up.
+        self.needs_wakeup = not hasattr(select, "epoll")
+        self._entries: dict[int, tuple[socket.socket, object]] = {}
+        self._read = select.EPOLLIN if hasattr(select, "epoll") else select.POLLIN
+
+    def register(self, sock: socket.socket, data: object) -> None:
+        fd = sock.fileno()
+        self._entries[fd] = (sock, data)
+        self._poll.register(fd, self._read)
+
+    def unregister(self, sock: socket.socket) -> None:
+        """Stop watching ``sock``; KeyError if it was not watched (or is closed)."""
+        fd = sock.fileno()
+        if fd < 0 or self._entries.pop(fd, None) is None:
+            raise KeyError(sock)
+        try:
+            self._poll.unregister(fd)
+        except (KeyError, OSError, ValueError):
+            pass
+
+    def wait(self) -> list[tuple[socket.socket, object]]:
+        """Block until some are readable; the readable ones. One-shot for connections is the
+        caller's business (it unregisters what it takes)."""
+        while True:
+            try:
+                events = self._poll.poll()
+            except InterruptedError:
+                continue
+            entries = self._entries
+            return [entries[fd] for fd, _ in events if fd in entries]
+
+    def data(self) -> list[object]:
+        """The data of every watched socket."""
+        return [data for _, data in self._entries.values()]
+
+
 class Dispatcher:
     """Hands out work: new connections, idle connections that became readable, and
     requests submitted by other threads."""
 
     def __init__(self, listeners: list[socket.socket], allowlist: PeerAllowlist) -> None:
-        self._selector = selectors.DefaultSelector()
+        self._poller = _Poller()
         self._allowlist = allowlist
         self._leader = threading.Lock()
-        self._admission = threading.Condition()
+        # Taken directly on the fast path (a C-level lock, no Condition method call per use).
+        self._admission_lock = threading.Lock()
+        self._admission = threading.Condition(self._admission_lock)
         self._serving: dict[int, float] = {}
         self._leader_taken = False
         self._poller_waiting = False
@@ -75,38 +125,53 @@ class Dispatcher:
         self._wake_reader, self._wake_writer = socket.socketpair()
         self._wake_reader.setblocking(False)
         self._wake_writer.setblocking(False)
-        self._selector.register(self._wake_reader, selectors.EVENT_READ, None)
+        self._poller.register(self._wake_reader, None)
         self._listeners = listeners
         self.on_accept: OnAccept | None = None
         self.on_resume: OnResume | None = None
+        self._listener_kinds: dict[socket.socket, tuple[int, int]] = {}
         for listener in listeners:
             listener.setblocking(False)
-            self._selector.register(listener, selectors.EVENT_READ, listener)
-        # epoll accepts registrations from other threads while one waits; others need a wake-up.
-        self._needs_wakeup_to_park = not isinstance(self._selector, selectors.EpollSelector)
+            self._poller.register(listener, listener)
+            # Accepted sockets block, whatever the listener does (socket.accept's rule).
+            self._listener_kinds[listener] = (int(listener.family), int(listener.type))
 
-    def next_work(self) -> Work | None:
-        """Block until this thread may serve and there is work; None once stopping."""
-        if not self._admit():
+    def next_work(self, *, finished: bool = False) -> Work | None:
+        """Block until this thread may serve and there is work; None once stopping.
+        ``finished``: the caller has just finished its previous work (it asks for more at
+        once, so nobody needs waking)."""
+        if not self._admit_at_once(finished) and not self._admit():
             return None
+        work = None
         try:
             with self._leader:
-                self._watch_long_requests()
-                while not self._ready and not self._stopping:
-                    for key, _ in self._selector.select():
-                        self._take(key)
-                work = self._ready.popleft() if self._ready else None
+                if self._busy_connections:
+                    self._watch_long_requests()
+                ready = self._ready
+                while not ready and not self._stopping:
+                    for sock, data in self._poller.wait():
+                        self._take(sock, data)
+                work = ready.popleft() if ready else None
         finally:
-            with self._admission:
+            with self._admission_lock:
                 self._leader_taken = False
                 if work is not None:
-                    self._serving[threading.get_ident()] = time.monotonic()
+                    self._serving[_get_ident()] = _monotonic()
         return work
 
-    def work_done(self) -> None:
-        """The calling thread finished its work (it will ask for more at once: no wake-up)."""
-        with self._admission:
-            self._serving.pop(threading.get_ident(), None)
+    def _admit_at_once(self, finished: bool) -> bool:
+        """The usual case, in one lock round: nobody leads, and nobody else serves (or they
+        all have been at it for ADMIT_AFTER_SECONDS). False: _admit() decides, waiting."""
+        with self._admission_lock:
+            serving = self._serving
+            if finished:
+                serving.pop(_get_ident(), None)
+            if self._leader_taken or self._stopping:
+                return False
+            if serving and _monotonic() - max(serving.values()) < ADMIT_AFTER_SECONDS:
+                return False
+            self._leader_taken = True
+            return True
 
     def _admit(self) -> bool:
         """Wait until this thread may lead: nobody leads, and nobody is serving or all who
@@ -153,8 +218,8 @@ class Dispatcher:
         if connection in self._watched:
             self._watched.discard(connection)
             try:
-                self._selector.unregister(connection.sock)
-            except (KeyError, ValueError):
+                self._poller.unregister(connection.sock)
+            except KeyError:
                 pass  # already taken by _take, or the socket is closed
 
     def _watch_long_requests(self, *, wake_leader: bool = False) -> None:
@@ -175,9 +240,7 @@ class Dispatcher:
                     # epoll will not report them, so look at them now.
                     self._unwatch_later(connection)
                 else:
-                    self._selector.register(
-                        connection.sock, selectors.EVENT_READ, _Watched(connection)
-                    )
+                    self._poller.register(connection.sock, _Watched(connection))
         if changed and wake_leader:
             self._wake()
 
@@ -190,51 +253,58 @@ class Dispatcher:
         with self._watch_lock:
             if connection in self._busy_connections and connection not in self._watched:
                 self._watched.add(connection)
-                self._selector.register(connection.sock, selectors.EVENT_READ, _Watched(connection))
+                self._poller.register(connection.sock, _Watched(connection))
 
-    def _take(self, key: selectors.SelectorKey) -> None:
-        if isinstance(key.data, _Watched):
-            connection = key.data.connection
+    def _take(self, sock: socket.socket, data: object) -> None:
+        if type(data) is _Watched:
+            connection = data.connection
             with self._watch_lock:
                 self._unwatch(connection)
             self._ready.append(lambda: self._read_watched(connection))
-        elif key.data is None:
+        elif data is None:
             try:
                 while self._wake_reader.recv(4096):
                     pass
             except BlockingIOError:
                 pass
-        elif isinstance(key.data, socket.socket):
-            self._accept(key.data)
+        elif data is sock:
+            self._accept(sock)
         else:
-            self._selector.unregister(key.fileobj)
+            self._poller.unregister(sock)
             assert self.on_resume is not None  # set by Server before threads start
-            self._ready.append(self.on_resume(key.data))
+            self._ready.append(self.on_resume(data))
 
     def _accept(self, listener: socket.socket) -> None:
-        try:
-            sock, address = listener.accept()
-        except (BlockingIOError, InterruptedError):
-            return  # another process or thread took it
-        except OSError as error:
-            logger.error("accept failed on %s: %s", listener.getsockname(), error)
-            return
-        family = listener.family  # the same; socket.family builds an enum on every access
-        if not self._allowlist.allows(family, address):
-            logger.warning("refused connection from %s: not in --allow-from", address[0])
-            sock.close()
-            return
-        peer = _peer_name(family, address)
-        if family != socket.AF_UNIX:
-            # Responses are written whole; don't let Nagle hold the last segment back.
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        """Take every connection waiting on ``listener`` (up to ACCEPT_BATCH): one select()
+        then serves them all."""
+        # socket.accept() turns family and type into enums three times per connection (a
+        # microsecond each); the raw accept and the listener's plain ints skip that.
+        family, kind = self._listener_kinds[listener]
         assert self.on_accept is not None  # set by Server before threads start
-        self._ready.append(self.on_accept(sock, peer))
+        for _ in range(ACCEPT_BATCH):
+            try:
+                fd, address = listener._accept()  # type: ignore[attr-defined]
+            except (BlockingIOError, InterruptedError):
+                return  # none left, or another process or thread took it
+            except OSError as error:
+                logger.error("accept failed on %s: %s", listener.getsockname(), error)
+                return
+            sock = socket.socket(family, kind, 0, fd)
+            if _DEFAULT_TIMEOUT_SET():
+                sock.setblocking(True)  # as socket.accept() does: served sockets block
+            if not self._allowlist.allows(family, address):
+                logger.warning("refused connection from %s: not in --allow-from", address[0])
+                sock.close()
+                continue
+            if family != socket.AF_UNIX:
+                # Responses are written whole; don't let Nagle hold the last segment back.
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self._ready.append(self.on_accept(sock, _peer_name(family, address)))
 
     def park(self, sock: socket.socket, connection: object) -> None:
         """Watch an idle keep-alive connection; it comes back through on_resume."""
-        self._selector.register(sock, selectors.EVENT_READ, connection)
-        if self._needs_wakeup_to_park:
+        self._poller.register(sock, connection)
+        if self._poller.needs_wakeup:
             self._wake()
 
     def submit(self, work: Work) -> None:
@@ -255,9 +325,9 @@ class Dispatcher:
         with self._admission:
             self._admission.notify_all()
         idle = []
-        for key in list(self._selector.get_map().values()):
-            if key.data is not None and not isinstance(key.data, (socket.socket, _Watched)):
-                idle.append(key.data)
+        for data in self._poller.data():
+            if data is not None and not isinstance(data, (socket.socket, _Watched)):
+                idle.append(data)
         return idle
 
 
@@ -276,13 +346,14 @@ class WorkerThreads:
             thread.start()
 
     def _run(self) -> None:
-        while (work := self._dispatcher.next_work()) is not None:
+        next_work = self._dispatcher.next_work
+        work = next_work()
+        while work is not None:
             try:
                 work()
             except Exception:
                 logger.exception("unexpected error in a worker thread")
-            finally:
-                self._dispatcher.work_done()
+            work = next_work(finished=True)
 
     def join(self, timeout: float | None) -> bool:
         """Wait for the threads; False if some were still busy at the timeout."""

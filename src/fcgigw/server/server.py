@@ -26,10 +26,6 @@ from .watchdog import Watchdog
 logger = logging.getLogger("fcgigw.server")
 
 
-def _nothing() -> None:
-    """The work for a connection refused at accept."""
-
-
 class Server:
     """Serves one WSGI application on the configured listeners until stopped."""
 
@@ -60,9 +56,14 @@ class Server:
     # -- work ----------------------------------------------------------------------------
 
     def _on_accept(self, sock: socket.socket, peer: str) -> Callable[[], None]:
+        # Counted when served, not when accepted: the dispatcher accepts connections in
+        # batches, and one ahead in the batch may be about to close.
+        return lambda: self._admit(sock, peer)
+
+    def _admit(self, sock: socket.socket, peer: str) -> None:
         if not self._connection_limit.admit():
             sock.close()
-            return _nothing
+            return
         connection = ServedConnection(
             sock,
             peer,
@@ -73,7 +74,7 @@ class Server:
             watchdog=self._watchdog,
             on_close=self._connection_limit.release,
         )
-        return lambda: self._serve(connection)
+        self._serve(connection)
 
     def _on_resume(self, connection: object) -> Callable[[], None]:
         assert isinstance(connection, ServedConnection)
