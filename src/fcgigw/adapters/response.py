@@ -39,6 +39,18 @@ def check_status(status: bytes) -> int:
     return int(code)
 
 
+#: Status lines seen before and their codes: an app uses a handful, each on many responses.
+_checked_statuses: dict[bytes, int] = {}
+_CHECKED_STATUSES_MAX = 256
+
+
+def _check_new_status(status: bytes) -> int:
+    code = check_status(status)
+    if len(_checked_statuses) < _CHECKED_STATUSES_MAX:
+        _checked_statuses[status] = code
+    return code
+
+
 def check_header(name: bytes, value: bytes) -> None:
     """Refuse header names that are not tokens and values with CR/LF/NUL (header injection)."""
     # The usual name (letters, digits and dashes) passes the first test, a C-level scan;
@@ -84,11 +96,15 @@ class ResponseWriter:
         """Validate and hold the header block until the first body bytes (or the end)."""
         if self.headers_sent:
             raise InvalidResponse("response headers were already sent")
-        code = check_status(status)
+        code = _checked_statuses.get(status) or _check_new_status(status)
         declared: int | None = None
         for name, value in headers:
-            check_header(name, value)
-            if name.lower() == b"content-length":
+            # check_header's work, inline: this loop runs for every header of every response.
+            if not name.replace(b"-", b"").isalnum():
+                check_header(name, value)
+            elif b"\r" in value or b"\n" in value or b"\0" in value:
+                check_header(name, value)  # raises, naming the header
+            if len(name) == 14 and name.lower() == b"content-length":
                 declared = _parse_length(value)
         self.status_code = code
         self._declared_length = declared

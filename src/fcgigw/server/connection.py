@@ -110,6 +110,8 @@ class ServedConnection:
         self._receiving_only = False
         self._watchdog = watchdog
         self._on_close = on_close
+        #: Every request ended so far had its input read through its end (see close()).
+        self._input_complete = True
         self.expect_request()
 
     # -- timeouts (enforced by the watchdog thread) ----------------------------------------
@@ -144,6 +146,7 @@ class ServedConnection:
     def serve(self) -> bool:
         """Serve until the connection is idle or closed; True means park it (keep-alive)."""
         protocol = self.protocol
+        served = False
         while True:
             with self.lock:
                 if self.closed or protocol.should_close:
@@ -151,6 +154,10 @@ class ServedConnection:
                 idle = not protocol.active_requests and not protocol.buffered_bytes
                 channel = self._pending.popleft() if self._pending else None
             if channel is None:
+                if idle and served:
+                    # A web server sends its next request once it has read this response:
+                    # wait for it in the pool's poller (a read now would find nothing).
+                    return True
                 # Under `reader`: a pool thread woken for this socket while it was watched
                 # (read_available) may be reading it too; two readers feed bytes out of order.
                 with self.reader:
@@ -162,6 +169,7 @@ class ServedConnection:
                     channel = self._read_until_request()
             if channel is not None:
                 self._run_inline(channel)
+                served = True
         self.close()
         return False
 
@@ -378,6 +386,8 @@ class ServedConnection:
             self._channels.pop(channel.request_id, None)
             if self.closed:
                 return
+            if not channel.input_ended or channel.aborted:
+                self._input_complete = False  # the rest of its body may still come
             data = self.protocol.end_response(channel.request_id, last_stdout, app_status)
             close = self.protocol.should_close
         try:
@@ -467,13 +477,17 @@ class ServedConnection:
             on_close, self._on_close = self._on_close, None
         if self._watchdog is not None:
             self._watchdog.clear(self)
-        self._shutdown(socket.SHUT_WR)
-        try:
-            view = _receive_buffer()
-            while self.sock.recv_into(view, RECV_BYTES, socket.MSG_DONTWAIT):
+        if not (self._input_complete and self.protocol.should_close):
+            # The web server may still be sending: see the docstring.
+            self._shutdown(socket.SHUT_WR)
+            try:
+                view = _receive_buffer()
+                while self.sock.recv_into(view, RECV_BYTES, socket.MSG_DONTWAIT):
+                    pass
+            except OSError:
                 pass
-        except OSError:
-            pass
+        # Else §5.1's usual end: every request's input was read to its end and the last one
+        # had no KEEP_CONN, so the web server sends nothing more, and a plain close is a FIN.
         self.sock.close()
         if on_close is not None:
             on_close()
