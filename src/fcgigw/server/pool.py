@@ -61,46 +61,88 @@ class _Watched:
         self.connection = connection
 
 
+_TAKEN = object()  # the data of a one-shot entry once reported
+
+
 class _Poller:
     """Readiness of the sockets the pool watches, each with its data: the selectors module's
-    job, without its per-call key objects (epoll where there is one, else poll)."""
+    job, without its per-call key objects (epoll where there is one, else poll).
+
+    Idle connections are watched once (``arm``): reported, they are not watched any more
+    until armed again. With epoll that is EPOLLONESHOT, so a kept connection costs one
+    epoll_ctl per request instead of an add and a delete."""
 
     def __init__(self) -> None:
-        self._poll: Any = select.epoll() if hasattr(select, "epoll") else select.poll()
+        self._epoll = hasattr(select, "epoll")
+        self._poll: Any = select.epoll() if self._epoll else select.poll()
         #: epoll takes registrations from other threads while one waits; poll needs a wake-up.
-        self.needs_wakeup = not hasattr(select, "epoll")
-        self._entries: dict[int, tuple[socket.socket, object]] = {}
-        self._read = select.EPOLLIN if hasattr(select, "epoll") else select.POLLIN
+        self.needs_wakeup = not self._epoll
+        #: fd -> (socket, data, one-shot). A one-shot entry's socket may have been closed
+        #: since it was reported (the kernel then forgot it): the entry stays until its fd
+        #: number is used again, and is never reported.
+        self._entries: dict[int, tuple[socket.socket, object, bool]] = {}
+        self._read = select.EPOLLIN if self._epoll else select.POLLIN
+        self._read_once = select.EPOLLIN | select.EPOLLONESHOT if self._epoll else select.POLLIN
 
     def register(self, sock: socket.socket, data: object) -> None:
+        """Watch ``sock`` until unregistered."""
         fd = sock.fileno()
-        self._entries[fd] = (sock, data)
-        self._poll.register(fd, self._read)
+        self._entries[fd] = (sock, data, False)
+        try:
+            self._poll.register(fd, self._read)
+        except FileExistsError:
+            # A connection armed once and reported: the kernel keeps it, disabled.
+            self._poll.modify(fd, self._read)
+
+    def arm(self, sock: socket.socket, data: object) -> None:
+        """Watch ``sock`` until it is reported once."""
+        fd = sock.fileno()
+        previous = self._entries.get(fd)
+        self._entries[fd] = (sock, data, True)
+        if self._epoll and previous is not None and previous[0] is sock:
+            self._poll.modify(fd, self._read_once)  # re-arm: the kernel kept it, disabled
+        else:
+            try:
+                self._poll.register(fd, self._read_once)
+            except FileExistsError:  # still registered (watched while busy, then reported)
+                self._poll.modify(fd, self._read_once)
 
     def unregister(self, sock: socket.socket) -> None:
         """Stop watching ``sock``; KeyError if it was not watched (or is closed)."""
         fd = sock.fileno()
-        if fd < 0 or self._entries.pop(fd, None) is None:
+        entry = self._entries.get(fd)
+        if fd < 0 or entry is None or entry[0] is not sock or entry[1] is _TAKEN:
             raise KeyError(sock)
+        del self._entries[fd]
         try:
             self._poll.unregister(fd)
         except (KeyError, OSError, ValueError):
             pass
 
     def wait(self) -> list[tuple[socket.socket, object]]:
-        """Block until some are readable; the readable ones. One-shot for connections is the
-        caller's business (it unregisters what it takes)."""
+        """Block until some are readable; the readable ones (each one-shot entry once)."""
         while True:
             try:
                 events = self._poll.poll()
             except InterruptedError:
                 continue
             entries = self._entries
-            return [entries[fd] for fd, _ in events if fd in entries]
+            ready = []
+            for fd, _ in events:
+                entry = entries.get(fd)
+                if entry is None or entry[1] is _TAKEN:
+                    continue
+                sock, data, once = entry
+                if once:
+                    entries[fd] = (sock, _TAKEN, True)
+                    if not self._epoll:
+                        self._poll.unregister(fd)
+                ready.append((sock, data))
+            return ready
 
     def data(self) -> list[object]:
         """The data of every watched socket."""
-        return [data for _, data in self._entries.values()]
+        return [data for _, data, _ in self._entries.values() if data is not _TAKEN]
 
 
 class Dispatcher:
@@ -269,8 +311,7 @@ class Dispatcher:
                 pass
         elif data is sock:
             self._accept(sock)
-        else:
-            self._poller.unregister(sock)
+        else:  # an idle connection, armed once: it is not watched any more
             assert self.on_resume is not None  # set by Server before threads start
             self._ready.append(self.on_resume(data))
 
@@ -303,7 +344,7 @@ class Dispatcher:
 
     def park(self, sock: socket.socket, connection: object) -> None:
         """Watch an idle keep-alive connection; it comes back through on_resume."""
-        self._poller.register(sock, connection)
+        self._poller.arm(sock, connection)
         if self._poller.needs_wakeup:
             self._wake()
 

@@ -85,7 +85,11 @@ class Server:
     def _serve(self, connection: ServedConnection) -> None:
         if connection.serve():
             if self._stop_requested.is_set():
-                connection.close()
+                if connection.fresh:
+                    # Accepted as the stop came: its request is on the way (see stop()).
+                    self._serve_last(connection)
+                else:
+                    connection.close()
             else:
                 if not connection.fresh:
                     connection.expect_idle()
