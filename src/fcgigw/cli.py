@@ -21,6 +21,7 @@ from .server.aio import AsyncServer
 from .server.cgi import serve_cgi, started_as_cgi
 from .server.listeners import BindError, open_listeners
 from .server.logs import configure_logging
+from .server.malloc import limit_malloc_arenas
 from .server.pidfile import pid_file
 from .server.server import Server
 from .server.stdio import reopen_missing_stdio
@@ -81,6 +82,7 @@ def config_from_args(argv: Sequence[str], environ: dict[str, str] | None = None)
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``fcgigw`` command."""
     reopen_missing_stdio()  # a web server may start us with fds 1 and 2 closed (§2.2)
+    limit_malloc_arenas()  # before any thread exists
     exit_on_early_signals()
     try:
         config = config_from_args(sys.argv[1:] if argv is None else argv)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import platform
 import signal
 import subprocess
 import sys
@@ -9,6 +10,7 @@ import sys
 from servers import REPO, child_environment, free_port, wait_until_connectable
 
 from fcgigw.client import FastCGIClient, build_params
+from fcgigw.server.malloc import limit_malloc_arenas
 
 SCRIPT = """
 import fcgigw
@@ -40,3 +42,10 @@ def test_serve_runs_an_app_with_settings_until_sigterm() -> None:
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(20) == 0
+
+
+def test_malloc_arenas_are_capped_unless_the_environment_says() -> None:
+    """glibc's arenas capped (flat RSS in the soak); MALLOC_ARENA_MAX, if set, wins."""
+    assert limit_malloc_arenas({"MALLOC_ARENA_MAX": "8"}) is False
+    if sys.platform.startswith("linux") and "glibc" in " ".join(platform.libc_ver()):
+        assert limit_malloc_arenas({}) is True
