@@ -64,34 +64,107 @@ class AsyncRequestChannel(RequestChannel, Protocol):
         """Wait until the web server leaves, aborts the request, or the response is done."""
 
 
+def _text(value: bytes | None) -> str | None:
+    return None if value is None else value.decode("latin-1")
+
+
+#: The scope's pieces that follow from a few params, by those params' raw values: the same
+#: values come with request after request, and the translator's functions cost microseconds
+#: between them. Bounded (the values are partly the client's choice): emptied when full, and
+#: long values are never kept.
+_CACHE_ENTRIES = 1024
+_CACHED_VALUE_BYTES = 1024
+_Paths = tuple[str, bytes | None, str]  # path, raw_path, root_path
+_Server = tuple[str, str, tuple[str, int] | None]  # http_version, scheme, server
+_paths_cache: dict[tuple[bytes | None, bytes | None, bytes | None, str], _Paths] = {}
+_server_cache: dict[tuple[bytes | None, ...], _Server] = {}
+_methods: dict[bytes, str] = {}
+_ROLE_NAMES = {role: role.name for role in Role}
+_FILTER = Role.FILTER
+
+
+def _remember(cache: dict[Any, Any], key: Any, value: Any) -> None:
+    if len(cache) >= _CACHE_ENTRIES:
+        cache.clear()
+    cache[key] = value
+
+
+def _paths(
+    script_name: bytes | None, path_info: bytes | None, request_uri: bytes | None, root: str
+) -> _Paths:
+    """path, raw_path and root_path (``request_uri`` without its query, see build_scope)."""
+    key = (script_name, path_info, request_uri, root)
+    paths = _paths_cache.get(key)
+    if paths is None:
+        script, info = split_script_path(_text(script_name), _text(path_info), root)
+        # ASGI 2.x: path includes root_path (Starlette and Django strip it themselves).
+        full_path = script + info
+        paths = (asgi_path(full_path), raw_path(_text(request_uri), full_path), asgi_path(script))
+        if len(full_path) + len(request_uri or b"") <= _CACHED_VALUE_BYTES:
+            _remember(_paths_cache, key, paths)
+    return paths
+
+
+def _server(raw: dict[bytes, bytes]) -> _Server:
+    """http_version, scheme and server: the same for every request of a virtual host."""
+    key = (
+        raw.get(b"SERVER_PROTOCOL"),
+        raw.get(b"HTTPS"),
+        raw.get(b"REQUEST_SCHEME"),
+        raw.get(b"SERVER_ADDR"),
+        raw.get(b"SERVER_NAME"),
+        raw.get(b"SERVER_PORT"),
+    )
+    server = _server_cache.get(key)
+    if server is None:
+        protocol, https, scheme, address, name, port = map(_text, key)
+        server = (
+            http_version(protocol),
+            url_scheme(https, scheme),
+            address_pair(address or name, port),
+        )
+        if sum(len(value) for value in key if value) <= _CACHED_VALUE_BYTES:
+            _remember(_server_cache, key, server)
+    return server
+
+
 def build_scope(
     channel: RequestChannel, root_path: str, state: dict[str, Any] | None = None
 ) -> Scope:
     """The HTTP connection scope for this request."""
-    raw = dict(channel.params)  # only the dozen params the scope uses are decoded
-
-    def cgi(name: bytes) -> str | None:
-        value = raw.get(name)
-        return None if value is None else value.decode("latin-1")
-
-    script_name, path_info = split_script_path(cgi(b"SCRIPT_NAME"), cgi(b"PATH_INFO"), root_path)
-    # ASGI 2.x: path includes root_path (Starlette and Django strip it themselves).
-    full_path = script_name + path_info
+    params = channel.params
+    raw = dict(params)  # only the dozen params the scope uses are decoded
+    method = raw.get(b"REQUEST_METHOD", b"GET")
+    method_text = _methods.get(method)
+    if method_text is None:
+        method_text = method.decode("latin-1").upper()
+        if len(method) <= 32:
+            _remember(_methods, method, method_text)
+    request_uri = raw.get(b"REQUEST_URI")
+    if request_uri:
+        # raw_path looks at the part before "?": the query need not make a cache entry.
+        query_at = request_uri.find(b"?")
+        if query_at >= 0:
+            request_uri = request_uri[: query_at + 1]
+    path, raw_path_bytes, script_path = _paths(
+        raw.get(b"SCRIPT_NAME"), raw.get(b"PATH_INFO"), request_uri, root_path
+    )
+    version, scheme, server = _server(raw)
     scope: Scope = {
         "type": "http",
-        "asgi": dict(ASGI_VERSION),
-        "http_version": http_version(cgi(b"SERVER_PROTOCOL")),
-        "method": raw.get(b"REQUEST_METHOD", b"GET").decode("latin-1").upper(),
-        "scheme": url_scheme(cgi(b"HTTPS"), cgi(b"REQUEST_SCHEME")),
-        "path": asgi_path(full_path),
-        "raw_path": raw_path(cgi(b"REQUEST_URI"), full_path),
+        "asgi": ASGI_VERSION.copy(),
+        "http_version": version,
+        "method": method_text,
+        "scheme": scheme,
+        "path": path,
+        "raw_path": raw_path_bytes,
         "query_string": raw.get(b"QUERY_STRING", b""),
-        "root_path": asgi_path(script_name),
-        "headers": asgi_headers(channel.params),
-        "client": address_pair(cgi(b"REMOTE_ADDR"), cgi(b"REMOTE_PORT")),
-        "server": address_pair(cgi(b"SERVER_ADDR") or cgi(b"SERVER_NAME"), cgi(b"SERVER_PORT")),
+        "root_path": script_path,
+        "headers": asgi_headers(params),
+        "client": address_pair(_text(raw.get(b"REMOTE_ADDR")), _text(raw.get(b"REMOTE_PORT"))),
+        "server": server,
         "extensions": {
-            "fastcgi": {"params": channel.params, "role": channel.role.name},
+            "fastcgi": {"params": params, "role": _ROLE_NAMES[channel.role]},
             "http.response.pathsend": {},
         },
     }
@@ -102,6 +175,8 @@ def build_scope(
 
 class _Cycle:
     """One request/response cycle: the receive and send callables the app gets."""
+
+    __slots__ = ("body_done", "body_left", "channel", "response_done", "writer")
 
     def __init__(
         self, channel: AsyncRequestChannel, writer: ResponseWriter, max_body_bytes: int = 0
@@ -138,33 +213,38 @@ class _Cycle:
             raise InvalidResponse(f"{kind} sent after the response ended")
         if self.channel.aborted:
             raise ClientDisconnected("the web server went away")
+        # Plain methods, not coroutines, for start and body: every response sends them, and
+        # only a body with more to come may have to wait (for the transport to drain).
         if kind == "http.response.start":
-            await self._start(message)
+            self._start(message)
         elif kind == "http.response.body":
-            await self._body(message.get("body", b""), more=message.get("more_body", False))
+            if self._body(message.get("body", b""), message.get("more_body", False)):
+                await self.channel.drain()
         elif kind == "http.response.pathsend":
             await self._pathsend(message["path"])
         else:
             raise InvalidResponse(f"unexpected ASGI message {kind!r}")
 
-    async def _start(self, message: Message) -> None:
+    def _start(self, message: Message) -> None:
         if self.writer.started:
             raise InvalidResponse("http.response.start sent twice")
         status = int(message["status"])
         headers = [(bytes(name), bytes(value)) for name, value in message.get("headers", ())]
-        self.writer.start(_status_line(status), headers)
+        self.writer.start(_STATUS_LINES.get(status) or _status_line(status), headers)
 
-    async def _body(self, body: bytes, *, more: bool) -> None:
-        if not self.writer.started:
+    def _body(self, body: bytes, more: bool) -> bool:
+        """Write the body bytes (the last ones with END_REQUEST); True if more will come."""
+        writer = self.writer
+        if not writer.started:
             raise InvalidResponse("http.response.body sent before http.response.start")
         if not isinstance(body, bytes):
             raise InvalidResponse(f"body must be bytes, not {type(body).__name__}")
         if more:
-            self.writer.write(body)
-            await self.channel.drain()
-            return
+            writer.write(body)
+            return True
         self.response_done = True
-        self.writer.finish(0, body)
+        writer.finish(0, body)
+        return False
 
     async def _pathsend(self, path: str) -> None:
         """http.response.pathsend: the file goes out in large reads, drained as it goes."""
@@ -184,6 +264,10 @@ def _status_line(status: int) -> bytes:
     except ValueError:
         reason = ""
     return f"{status} {reason}".rstrip().encode("latin-1")
+
+
+#: Status lines by code, made once: an HTTPStatus lookup per response costs a microsecond.
+_STATUS_LINES = {int(status): _status_line(status) for status in HTTPStatus}
 
 
 def _declared_body_too_large(channel: RequestChannel, limit_bytes: int) -> bool:
@@ -211,7 +295,7 @@ async def run_asgi(
         send_error(channel, 413, BODY_TOO_LARGE, headers_sent=False)
         return
     cycle = _Cycle(channel, writer, max_body_bytes)
-    if channel.role is Role.FILTER:
+    if channel.role is _FILTER:
         scope["extensions"]["fastcgi"]["receive_data"] = cycle.receive_data
     try:
         await app(scope, cycle.receive, cycle.send)

@@ -1,6 +1,11 @@
 """AsyncRequestChannel on an asyncio connection: input queued per request and stream, output
 written to the transport (which buffers), END_REQUEST held back until the input has ended
-(web-servers.md §2)."""
+(web-servers.md §2).
+
+Every request makes one of these, so it keeps to slots and plain attributes, makes its
+disconnect Event only when an app waits for it, and ends the response with one buffer from
+``ServerConnection.end_response`` (the last STDOUT and END_REQUEST in one transport write).
+"""
 
 from __future__ import annotations
 
@@ -16,20 +21,48 @@ from .lifecycle import INPUT_QUIET_SECONDS
 if TYPE_CHECKING:
     from .aio import FastCGIProtocol
 
+# Enum members as module globals: an attribute of an enum class is a metaclass lookup.
+_STDIN = RecordType.STDIN
+_DATA = RecordType.DATA
+_STDERR = RecordType.STDERR
+_FILTER = Role.FILTER
+
 
 class AsyncChannel:
     """One request on a FastCGIProtocol."""
 
+    __slots__ = (
+        "_done",
+        "_pending_end",
+        "_protocol",
+        "_queues",
+        "_quiet_timer",
+        "_waiter",
+        "aborted",
+        "bytes_sent",
+        "ended",
+        "finished",
+        "params",
+        "request_id",
+        "role",
+        "started_at",
+        "status",
+        "task",
+    )
+
     def __init__(self, protocol: FastCGIProtocol, started: RequestStarted) -> None:
         self._protocol = protocol
-        self._started = started
+        self.request_id = started.request_id
+        self.role = started.role
+        self.params: Params = started.params
         # One queue per input stream of the role (§6): STDIN, and FCGI_DATA for a Filter.
-        self._queues: dict[RecordType, deque[bytes]] = {RecordType.STDIN: deque()}
-        if started.role is Role.FILTER:
-            self._queues[RecordType.DATA] = deque()
+        self._queues: dict[RecordType, deque[bytes]] = {_STDIN: deque()}
+        if started.role is _FILTER:
+            self._queues[_DATA] = deque()
         self.ended: set[RecordType] = set()
         self._waiter: asyncio.Future[None] | None = None
-        self._done = asyncio.Event()
+        #: Made by the first wait_disconnected() that has to wait (most requests never do).
+        self._done: asyncio.Event | None = None
         self._pending_end: EndRequest | None = None
         self._quiet_timer: asyncio.TimerHandle | None = None
         self.aborted = False
@@ -37,18 +70,8 @@ class AsyncChannel:
         self.started_at = time.monotonic()
         self.bytes_sent = 0
         self.status = b""
-
-    @property
-    def request_id(self) -> int:
-        return self._started.request_id
-
-    @property
-    def role(self) -> Role:
-        return self._started.role
-
-    @property
-    def params(self) -> Params:
-        return self._started.params
+        #: The task running the app for this request (set by the server).
+        self.task: asyncio.Task[None] | None = None
 
     # -- input, fed by the protocol --------------------------------------------------------
 
@@ -57,7 +80,7 @@ class AsyncChannel:
         """Every input stream of the role has had its empty record."""
         return len(self.ended) == len(self._queues)
 
-    def feed(self, data: bytes, stream: RecordType = RecordType.STDIN) -> None:
+    def feed(self, data: bytes, stream: RecordType = _STDIN) -> None:
         if self.finished:
             if self._pending_end is not None:
                 self._wait_for_input_end()  # still sending: keep holding END_REQUEST
@@ -66,23 +89,29 @@ class AsyncChannel:
         self._protocol.input_buffered(len(data))
         self._wake()
 
-    def end_input(self, stream: RecordType = RecordType.STDIN) -> None:
+    def end_input(self, stream: RecordType = _STDIN) -> None:
         self.ended.add(stream)
-        self._wake()
+        if self._waiter is not None:
+            self._wake()
         if self._pending_end is not None and self.input_ended:
             self._send_end(self._pending_end)
 
     def abort(self) -> None:
         """ABORT_REQUEST (§5.4) or the connection is gone."""
         self.aborted = True
-        self._done.set()
+        self._set_done()
         self._wake()
         if self._pending_end is not None and not self._protocol.closed:
             self._send_end(self._pending_end)
 
     def _wake(self) -> None:
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _set_done(self) -> None:
+        if self._done is not None:
+            self._done.set()
 
     # -- what the adapter uses -------------------------------------------------------------
 
@@ -95,12 +124,12 @@ class AsyncChannel:
         raise NotImplementedError("ASGI requests read with receive_data()")
 
     async def receive_input(self) -> tuple[bytes, bool]:
-        return await self._receive(RecordType.STDIN)
+        return await self._receive(_STDIN)
 
     async def receive_data(self) -> tuple[bytes, bool]:
-        if RecordType.DATA not in self._queues:
+        if _DATA not in self._queues:
             return b"", False
-        return await self._receive(RecordType.DATA)
+        return await self._receive(_DATA)
 
     async def _receive(self, stream: RecordType) -> tuple[bytes, bool]:
         """The next bytes of ``stream`` and whether more follow."""
@@ -118,17 +147,22 @@ class AsyncChannel:
         await self._protocol.drain()
 
     async def wait_disconnected(self) -> None:
+        if self.aborted or self.finished:
+            return
+        if self._done is None:
+            self._done = asyncio.Event()
         await self._done.wait()
 
     def send_stdout(self, data: bytes) -> None:
-        if self.aborted or self._protocol.closed:
+        protocol = self._protocol
+        if self.aborted or protocol.closed:
             raise ClientDisconnected(f"request {self.request_id}: the web server went away")
         self._note_output(data)
-        self._protocol.write(self._protocol.connection.send(OutputData(self.request_id, data)))
+        protocol.write(protocol.connection.send(OutputData(self.request_id, data)))
 
     def send_stderr(self, data: bytes) -> None:
         if not (self.aborted or self.finished or self._protocol.closed):
-            event = OutputData(self.request_id, data, RecordType.STDERR)
+            event = OutputData(self.request_id, data, _STDERR)
             self._protocol.write(self._protocol.connection.send(event))
 
     def finish(self, app_status: int, last_stdout: bytes = b"") -> None:
@@ -137,21 +171,28 @@ class AsyncChannel:
         if self.finished:
             return
         self.finished = True
-        self._done.set()
-        tail = b""
-        if last_stdout and not self.aborted and not self._protocol.closed:
+        self._set_done()
+        protocol = self._protocol
+        if last_stdout and not (self.aborted or protocol.closed):
             self._note_output(last_stdout)
-            tail = self._protocol.connection.send(OutputData(self.request_id, last_stdout))
-        for chunks in self._queues.values():
-            self._protocol.input_consumed(sum(map(len, chunks)))
-            chunks.clear()
-        end = EndRequest(self.request_id, app_status)
-        if self.input_ended or self.aborted:
-            self._send_end(end, tail)  # one write: the last STDOUT and END_REQUEST together
         else:
-            self._protocol.write(tail)
-            self._pending_end = end
-            self._wait_for_input_end()
+            last_stdout = b""
+        for chunks in self._queues.values():
+            if chunks:
+                protocol.input_consumed(sum(map(len, chunks)))
+                chunks.clear()
+        if self.input_ended or self.aborted:
+            # The usual end: the last STDOUT and END_REQUEST in one write.
+            if not protocol.closed:
+                protocol.write(
+                    protocol.connection.end_response(self.request_id, last_stdout, app_status)
+                )
+            protocol.request_done(self)
+            return
+        if last_stdout:
+            protocol.write(protocol.connection.send(OutputData(self.request_id, last_stdout)))
+        self._pending_end = EndRequest(self.request_id, app_status)
+        self._wait_for_input_end()
 
     def _wait_for_input_end(self) -> None:
         """Hold END_REQUEST while the web server is still sending the body (h2o 2.2 aborts
@@ -167,13 +208,13 @@ class AsyncChannel:
         if self._pending_end is not None and not self._protocol.closed:
             self._send_end(self._pending_end)
 
-    def _send_end(self, end: EndRequest, tail: bytes = b"") -> None:
+    def _send_end(self, end: EndRequest) -> None:
         self._pending_end = None
         if self._quiet_timer is not None:
             self._quiet_timer.cancel()
             self._quiet_timer = None
         if not self._protocol.closed:
-            self._protocol.write(tail + self._protocol.connection.send(end))
+            self._protocol.write(self._protocol.connection.send(end))
         self._protocol.request_done(self)
 
     def _note_output(self, data: bytes) -> None:

@@ -355,13 +355,13 @@ class ServedConnection:
     def _dispatch(self, event: ServerEvent) -> SocketChannel | None:
         """Hand an event to its request; return a channel when a request can start."""
         with self.lock:
-            if type(event) is RequestStarted:
+            if isinstance(event, RequestStarted):
                 if self._watchdog is not None:
                     self._watchdog.clear(self)  # the PARAMS are whole: no header timeout
                 started = SocketChannel(self, event)
                 self._channels[event.request_id] = started
                 return started
-            if type(event) is ConnectionClosed:
+            if isinstance(event, ConnectionClosed):
                 self._mark_lost()
                 return None
             channel = self._channels.get(event.request_id)
