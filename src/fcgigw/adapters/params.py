@@ -152,23 +152,37 @@ def header_name(param_name: bytes) -> bytes:
     return param_name[5:].lower().replace(b"_", b"-")
 
 
+#: HTTP_ param name -> its ASGI header name, b"" when dropped (§6.3); bounded like _NAMES.
+_HEADER_NAMES: dict[bytes, bytes] = {}
+
+
+def _asgi_header_name(param_name: bytes) -> bytes:
+    name = b"" if param_name.decode("latin-1") in DROPPED_HEADERS else header_name(param_name)
+    if len(_HEADER_NAMES) < _NAMES_MAX:
+        _HEADER_NAMES[param_name] = name
+    return name
+
+
 def asgi_headers(params: Pairs) -> list[tuple[bytes, bytes]]:
     """Request headers for ASGI: lower-case names, repeats kept as separate entries, the body
     headers taken from CONTENT_TYPE/CONTENT_LENGTH, duplicates and httpoxy dropped."""
     headers: list[tuple[bytes, bytes]] = []
     content_type = length_text = None
+    known = _HEADER_NAMES.get
     for name, value in params:
-        if name.startswith(b"HTTP_"):
-            if name.decode("latin-1") not in DROPPED_HEADERS:
-                headers.append((header_name(name), value))
+        if name[:5] == b"HTTP_":
+            asgi_name = known(name) or _asgi_header_name(name)
+            if asgi_name:
+                headers.append((asgi_name, value))
         elif name == b"CONTENT_TYPE":
             content_type = value
         elif name == b"CONTENT_LENGTH":
             length_text = value
-    length = content_length(length_text.decode("latin-1") if length_text is not None else None)
-    if length is not None:
-        headers = [h for h in headers if h[0] != b"transfer-encoding"]
-        headers.append((b"content-length", str(length).encode()))
+    if length_text:
+        length = content_length(length_text.decode("latin-1"))
+        if length is not None:
+            headers = [h for h in headers if h[0] != b"transfer-encoding"]
+            headers.append((b"content-length", str(length).encode()))
     if content_type:
         headers.append((b"content-type", content_type))
     return headers
