@@ -509,3 +509,21 @@ def test_large_output_is_split_into_records_of_at_most_65535_bytes() -> None:
 def test_unknown_type_event_exists_for_clients() -> None:
     assert UnknownType(5).record_type == 5
     assert repr(NEED_DATA) == "NEED_DATA"
+
+
+@pytest.mark.parametrize(("stdout", "app_status"), [(b"Status: 200 OK\r\n\r\nhi", 0), (b"", 3)])
+def test_end_response_is_the_last_stdout_and_end_request_in_one_buffer(
+    stdout: bytes, app_status: int
+) -> None:
+    """end_response() (the servers' end of every response) gives exactly the bytes of
+    send(OutputData) + send(EndRequest), and ends the request the same way."""
+    by_events, by_end_response = ServerConnection(), ServerConnection()
+    for connection in (by_events, by_end_response):
+        connection.receive_data(begin(1) + params(1))
+        drain(connection)
+    expected = by_events.send(OutputData(1, stdout)) + by_events.send(EndRequest(1, app_status))
+    assert by_end_response.end_response(1, stdout, app_status) == expected
+    assert by_end_response.should_close
+    assert by_end_response.active_requests == 0
+    with pytest.raises(LocalProtocolError, match="not active"):
+        by_end_response.end_response(1, b"again")
