@@ -27,6 +27,7 @@ from ..protocol import (
     OutputData,
     RemoteProtocolError,
     RequestStarted,
+    Role,
     ServerConnection,
 )
 from ..protocol.constants import MAX_CONTENT_LENGTH
@@ -386,8 +387,10 @@ class ServedConnection:
             self._channels.pop(channel.request_id, None)
             if self.closed:
                 return
-            if not channel.input_ended or channel.aborted:
-                self._input_complete = False  # the rest of its body may still come
+            if not channel.input_ended or channel.aborted or channel.role is Role.AUTHORIZER:
+                # The rest of its body may still come; an Authorizer's input ends with its
+                # PARAMS (§6.3), but lighttpd sends an empty STDIN record after them.
+                self._input_complete = False
             data = self.protocol.end_response(channel.request_id, last_stdout, app_status)
             close = self.protocol.should_close
         try:
