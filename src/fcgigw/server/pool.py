@@ -142,7 +142,8 @@ class _Poller:
 
     def data(self) -> list[object]:
         """The data of every watched socket."""
-        return [data for _, data, _ in self._entries.values() if data is not _TAKEN]
+        entries = list(self._entries.values())  # one step: others may arm meanwhile
+        return [data for _, data, _ in entries if data is not _TAKEN]
 
 
 class Dispatcher:
