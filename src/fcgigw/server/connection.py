@@ -146,14 +146,13 @@ class ServedConnection:
 
     def serve(self) -> bool:
         """Serve until the connection is idle or closed; True means park it (keep-alive)."""
-        protocol = self.protocol
         served = False
         while True:
             with self.lock:
-                if self.closed or protocol.should_close:
+                if self.closed or self.protocol.should_close:
                     break
-                idle = not protocol.active_requests and not protocol.buffered_bytes
-                channel = self._pending.popleft() if self._pending else None
+                idle = self._nothing_in_progress()
+            channel = self._claim_pending()
             if channel is None:
                 if idle and served:
                     # A web server sends its next request once it has read this response:

@@ -88,11 +88,7 @@ class _Poller:
         """Watch ``sock`` until unregistered."""
         fd = sock.fileno()
         self._entries[fd] = (sock, data, False)
-        try:
-            self._poll.register(fd, self._read)
-        except FileExistsError:
-            # A connection armed once and reported: the kernel keeps it, disabled.
-            self._poll.modify(fd, self._read)
+        self._add(fd, self._read)
 
     def arm(self, sock: socket.socket, data: object) -> None:
         """Watch ``sock`` until it is reported once."""
@@ -102,10 +98,15 @@ class _Poller:
         if self._epoll and previous is not None and previous[0] is sock:
             self._poll.modify(fd, self._read_once)  # re-arm: the kernel kept it, disabled
         else:
-            try:
-                self._poll.register(fd, self._read_once)
-            except FileExistsError:  # still registered (watched while busy, then reported)
-                self._poll.modify(fd, self._read_once)
+            self._add(fd, self._read_once)
+
+    def _add(self, fd: int, events: int) -> None:
+        try:
+            self._poll.register(fd, events)
+        except FileExistsError:
+            # A connection armed once and reported, then watched or armed again: the kernel
+            # kept it, disabled.
+            self._poll.modify(fd, events)
 
     def unregister(self, sock: socket.socket) -> None:
         """Stop watching ``sock``; KeyError if it was not watched (or is closed)."""
