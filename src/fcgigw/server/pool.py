@@ -83,6 +83,9 @@ class _Poller:
         self._entries: dict[int, tuple[socket.socket, object, bool]] = {}
         self._read = select.EPOLLIN if self._epoll else select.POLLIN
         self._read_once = select.EPOLLIN | select.EPOLLONESHOT if self._epoll else select.POLLIN
+        #: Guards a one-shot entry's hand-over: reported by wait() or claimed by claim_idle(),
+        #: never both (a stop would close a connection a pool thread is serving).
+        self._lock = threading.Lock()
 
     def register(self, sock: socket.socket, data: object) -> None:
         """Watch ``sock`` until unregistered."""
@@ -93,8 +96,9 @@ class _Poller:
     def arm(self, sock: socket.socket, data: object) -> None:
         """Watch ``sock`` until it is reported once."""
         fd = sock.fileno()
-        previous = self._entries.get(fd)
-        self._entries[fd] = (sock, data, True)
+        with self._lock:
+            previous = self._entries.get(fd)
+            self._entries[fd] = (sock, data, True)
         if self._epoll and previous is not None and previous[0] is sock:
             self._poll.modify(fd, self._read_once)  # re-arm: the kernel kept it, disabled
         else:
@@ -129,22 +133,28 @@ class _Poller:
                 continue
             entries = self._entries
             ready = []
-            for fd, _ in events:
-                entry = entries.get(fd)
-                if entry is None or entry[1] is _TAKEN:
-                    continue
-                sock, data, once = entry
-                if once:
-                    entries[fd] = (sock, _TAKEN, True)
-                    if not self._epoll:
-                        self._poll.unregister(fd)
-                ready.append((sock, data))
+            with self._lock:
+                for fd, _ in events:
+                    entry = entries.get(fd)
+                    if entry is None or entry[1] is _TAKEN:
+                        continue
+                    sock, data, once = entry
+                    if once:
+                        entries[fd] = (sock, _TAKEN, True)
+                        if not self._epoll:
+                            self._poll.unregister(fd)
+                    ready.append((sock, data))
             return ready
 
-    def data(self) -> list[object]:
-        """The data of every watched socket."""
-        entries = list(self._entries.values())  # one step: others may arm meanwhile
-        return [data for _, data, _ in entries if data is not _TAKEN]
+    def claim_idle(self) -> list[object]:
+        """Take every armed entry's data, as wait() would have: none is reported after."""
+        claimed = []
+        with self._lock:
+            for fd, (sock, data, once) in list(self._entries.items()):
+                if once and data is not _TAKEN:
+                    self._entries[fd] = (sock, _TAKEN, True)
+                    claimed.append(data)
+        return claimed
 
 
 class Dispatcher:
@@ -367,11 +377,7 @@ class Dispatcher:
         self._wake()
         with self._admission:
             self._admission.notify_all()
-        idle = []
-        for data in self._poller.data():
-            if data is not None and not isinstance(data, (socket.socket, _Watched)):
-                idle.append(data)
-        return idle
+        return self._poller.claim_idle()  # parked connections: the only armed entries
 
 
 class WorkerThreads:
