@@ -10,7 +10,7 @@ from ..adapters.channel import ClientDisconnected
 from ..adapters.response import timed_out
 from ..protocol import OutputData, RecordType, RequestStarted, Role
 from .buffers import SpillBuffer
-from .lifecycle import INPUT_QUIET_SECONDS
+from .core import INPUT_QUIET_SECONDS
 
 if TYPE_CHECKING:
     from .connection import ServedConnection

@@ -1,22 +1,22 @@
-"""What both servers (threaded WSGI, asyncio ASGI) share about a request's and a process's
-life: how long to wait for a body that went quiet or a request that was on its way, and the
-max_requests budget after which a process stops to be replaced."""
+"""What both backends (threaded WSGI, asyncio ASGI) share about a process's life: the
+max_requests budget after which it stops to be replaced, and what a finished request leaves
+(the access log line, the budget spent)."""
 
 from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Callable
 
 from ..config import Config
+from .logs import Logged, log_access
 
 logger = logging.getLogger("fcgigw.server")
 
-#: After the response, how long the web server's body may pause before END_REQUEST goes out
-#: without the rest of it. h2o 2.2 aborts if it comes while the body is still being sent;
-#: nginx stops sending the body once answered (possibly mid-record) and waits for it.
-INPUT_QUIET_SECONDS = 0.3
-#: During a graceful stop, how long a just-accepted connection may take to send its request.
-FIRST_RECORD_WAIT_SECONDS = 1.0
+#: How often each backend runs the connection cores' deadlines (ConnectionCore.tick): the
+#: precision of every timeout, which are whole seconds anyway (nginx checks its own every few
+#: hundred milliseconds), and of the quiet wait before a held END_REQUEST.
+TICK_SECONDS = 0.25
 
 
 class RequestBudget:
@@ -39,3 +39,18 @@ class RequestBudget:
             return False
         logger.info("served max_requests: stopping to be replaced")
         return True
+
+
+class RequestEnd:
+    """After each request: the access log line, and the budget (stopping when it is spent)."""
+
+    def __init__(self, config: Config, request_stop: Callable[[], None]) -> None:
+        self._access_log = config.access_log
+        self._budget = RequestBudget(config)
+        self._request_stop = request_stop
+
+    def __call__(self, request: Logged) -> None:
+        if self._access_log:
+            log_access(request)
+        if self._budget.left is not None and self._budget.spend():
+            self._request_stop()

@@ -16,7 +16,8 @@ from ..config import Config
 from .channel import SocketChannel
 from .connection import ServedConnection
 from .connection_limit import ConnectionLimit
-from .lifecycle import FIRST_RECORD_WAIT_SECONDS, RequestBudget
+from .core import FIRST_RECORD_WAIT_SECONDS
+from .lifecycle import RequestBudget
 from .listeners import describe, open_listeners
 from .logs import log_access
 from .peers import PeerAllowlist

@@ -1,0 +1,166 @@
+"""One connection on the asyncio backend: an asyncio.Protocol that feeds a ConnectionCore and
+writes what it says, with flow control both ways.
+
+Reading pauses while the connection holds more unread body than request_body_memory_bytes
+(bounded memory for a slow app); writers wait for the transport to drain (backpressure).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from typing import Protocol as TypingProtocol
+from typing import cast
+
+from .aio_channel import AsyncChannel
+from .connection_limit import Admission, peer_name
+from .core import ConnectionCore, CoreRequest, CoreSettings
+
+_monotonic = time.monotonic
+
+
+class ConnectionHost(TypingProtocol):
+    """What a connection needs of the server (aio.AsyncServer)."""
+
+    admission: Admission
+    core_settings: CoreSettings
+    request_body_memory_bytes: int
+    connections: set[FastCGIProtocol]
+
+    def start_request(self, channel: AsyncChannel) -> None: ...
+
+
+class FastCGIProtocol(asyncio.Protocol):
+    """One connection from the web server."""
+
+    #: Made in connection_made once the connection is admitted.
+    core: ConnectionCore
+
+    def __init__(self, host: ConnectionHost, family: int) -> None:
+        self.host = host
+        self.family = family
+        self.transport: asyncio.Transport | None = None
+        self._unread_bytes = 0
+        self._reading_paused = False
+        self._writing_paused = False
+        self._drain_waiters: list[asyncio.Future[None]] = []
+
+    # -- asyncio callbacks -----------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # A stream transport (uvloop's does not subclass asyncio.Transport, so no isinstance).
+        self.transport = cast(asyncio.Transport, transport)
+        host = self.host
+        family = self.family
+        peer: object = ""
+        if family != socket.AF_UNIX:
+            # A Unix-socket peer needs neither the allowlist nor TCP_NODELAY: only TCP pays
+            # for the socket and peer lookups.
+            sock = transport.get_extra_info("socket")
+            peer = transport.get_extra_info("peername")
+            # asyncio sets TCP_NODELAY only on sockets created with IPPROTO_TCP, which ours
+            # are not. Without it, Nagle holds END_REQUEST back ~40 ms behind the web server's
+            # delayed ACK on a kept connection.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if not host.admission.admit(family, peer):
+            transport.close()
+            return
+        self.core = ConnectionCore(
+            host.core_settings, peer_name(family, peer), self._start, _monotonic()
+        )
+        host.connections.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        self.core.receive(data, _monotonic())
+        self.after_core()
+
+    def eof_received(self) -> bool:
+        self.data_received(b"")
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        connections = self.host.connections
+        if self not in connections:
+            return  # refused at admission
+        connections.discard(self)
+        self.host.admission.release()
+        self.core.lose()
+        self._wake_drain_waiters()
+
+    def pause_writing(self) -> None:
+        self._writing_paused = True
+        if self._reading_paused and self.transport:
+            # The web server is not reading our response: it may be sending the whole body
+            # before it reads anything (mod_fcgid, Caddy). Not reading it now would make each
+            # side wait for the other, so take the body in, over the memory threshold.
+            self._reading_paused = False
+            self.transport.resume_reading()
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        self.input_buffered(0)  # back under the threshold's rule
+        self._wake_drain_waiters()
+
+    def _wake_drain_waiters(self) -> None:
+        for waiter in self._drain_waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        self._drain_waiters.clear()
+
+    # -- the core's decisions --------------------------------------------------------------
+
+    def _start(self, request: CoreRequest) -> AsyncChannel:
+        channel = AsyncChannel(self, request)
+        self.host.start_request(channel)
+        return channel
+
+    def after_core(self) -> None:
+        """Write what the core has to send; close if it says so."""
+        core = self.core
+        data = core.data_to_send()
+        if data:
+            self.write(data)
+        if core.should_close:
+            self.close()
+
+    def tick(self, now: float) -> list[CoreRequest]:
+        """Run the core's deadlines (called by the server's sweep)."""
+        core = self.core
+        expired = core.tick(now) if now >= core.next_deadline else []
+        self.after_core()
+        return expired
+
+    def close(self) -> None:
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.close()
+
+    # -- what channels call ----------------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        transport = self.transport
+        if transport is not None and not self.core.lost:
+            transport.write(data)
+
+    async def drain(self) -> None:
+        """Wait while the transport's buffer is over its high-water mark."""
+        if self._writing_paused and not self.core.lost:
+            waiter = asyncio.get_running_loop().create_future()
+            self._drain_waiters.append(waiter)
+            await waiter
+
+    def input_buffered(self, size: int) -> None:
+        self._unread_bytes += size
+        limit = self.host.request_body_memory_bytes
+        paused = self._reading_paused or self._writing_paused
+        if self._unread_bytes > limit and not paused and self.transport:
+            self._reading_paused = True
+            self.transport.pause_reading()
+
+    def input_consumed(self, size: int) -> None:
+        self._unread_bytes -= size
+        limit = self.host.request_body_memory_bytes
+        if self._reading_paused and self._unread_bytes <= limit // 2 and self.transport:
+            self._reading_paused = False
+            self.transport.resume_reading()
