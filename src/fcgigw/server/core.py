@@ -207,6 +207,13 @@ class ConnectionCore:
             deadline = min(deadline, request.quiet_at)
         return deadline
 
+    @property
+    def held_deadline(self) -> float:
+        """When the first held END_REQUEST goes out anyway (infinity: none is held)."""
+        if not self._held:
+            return _NEVER
+        return min(request.quiet_at for request in self.requests.values())
+
     def tick(self, now: float) -> list[CoreRequest]:
         """Act on the deadlines passed by ``now``; the requests that ran past the request
         timeout are returned, marked aborted, for the backend to answer (a 504)."""
@@ -330,6 +337,7 @@ class ConnectionCore:
         is aborted, nothing more is sent."""
         self.lost = self.should_close = True
         self._outbox.clear()
+        self._held = 0
         requests = list(self.requests.values())
         self.requests.clear()
         for request in requests:
@@ -417,6 +425,16 @@ class ConnectionCore:
     def idle(self) -> bool:
         """No request in progress, not even part of one: the connection may be parked."""
         return not self.requests and not self.protocol.buffered_bytes and not self.should_close
+
+    @property
+    def has_output(self) -> bool:
+        """data_to_send() has something."""
+        return bool(self._outbox)
+
+    @property
+    def input_pending(self) -> bool:
+        """Some request's body may still be on its way (the web server may be sending it)."""
+        return any(not r.input_ended and not r.aborted for r in self.requests.values())
 
     def data_to_send(self) -> bytes:
         """Bytes to write now (management answers, refusals, held END_REQUESTs)."""

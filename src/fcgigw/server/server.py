@@ -1,9 +1,9 @@
-"""The server process: listeners, the worker threads, signals, and a clean stop."""
+"""The threaded backend for WSGI applications: listeners, the pool, one ThreadedConnection
+per connection, the clock that runs the cores' deadlines, signals, and a clean stop."""
 
 from __future__ import annotations
 
 import logging
-import select
 import signal
 import socket
 import threading
@@ -11,20 +11,24 @@ import time
 from collections.abc import Callable
 from types import FrameType
 
+from ..adapters.response import timed_out
 from ..adapters.wsgi import WSGIApp, run_wsgi
 from ..config import Config
-from .channel import SocketChannel
-from .connection import ServedConnection
-from .connection_limit import ConnectionLimit
-from .core import FIRST_RECORD_WAIT_SECONDS
-from .lifecycle import RequestBudget
+from .connection_limit import Admission, peer_name
+from .core import CoreSettings
+from .lifecycle import TICK_SECONDS, RequestEnd
 from .listeners import describe, open_listeners
-from .logs import log_access
-from .peers import PeerAllowlist
-from .pool import Dispatcher, WorkerThreads
-from .watchdog import Watchdog
+from .pool import Dispatcher, Work, WorkerThreads
+from .thread_channel import ThreadChannel
+from .thread_connection import ThreadedConnection
 
 logger = logging.getLogger("fcgigw.server")
+
+#: A request running inline this long has the pool watch its connection, so records that
+#: come meanwhile (a multiplexed request, an ABORT_REQUEST; §3.3) are read by another thread.
+WATCH_AFTER_SECONDS = 0.2
+#: While stopping, how often to look whether the last connections have closed.
+SHUTDOWN_POLL_SECONDS = 0.01
 
 
 class Server:
@@ -36,90 +40,101 @@ class Server:
         self.app = app
         self.config = config
         self.listeners = listeners if listeners is not None else open_listeners(config)
-        self._allowlist = PeerAllowlist(config.allow_from)
-        self._dispatcher = Dispatcher(self.listeners, self._allowlist)
-        self._dispatcher.on_accept = self._on_accept
-        self._dispatcher.on_resume = self._on_resume
+        self.admission = Admission(config)
+        # §4.1 FCGI_MAX_REQS: the threads run the requests.
+        self.core_settings = CoreSettings.from_config(config, concurrent_requests=config.threads)
+        self.request_body_memory_bytes = config.request_body_memory_bytes
+        self._dispatcher = Dispatcher(self.listeners, self._accepted)
         self._threads = WorkerThreads(self._dispatcher, config.threads)
+        self._connections: set[ThreadedConnection] = set()
+        self._connections_lock = threading.Lock()
         self._stop_requested = threading.Event()
+        self._clock_stopped = threading.Event()
         self._fast_stop = False
-        self.budget = RequestBudget(config)
+        self._request_end = RequestEnd(config, self.request_stop)
         #: Called once the server accepts connections (a supervised worker reports readiness).
         self.on_ready: Callable[[], None] | None = None
-        self._watchdog = Watchdog()
-        self._connection_limit = ConnectionLimit(config.max_connections)
 
     @property
     def addresses(self) -> list[str]:
         """Where this server listens, in --bind syntax (ports resolved)."""
         return [describe(sock) for sock in self.listeners]
 
-    # -- work ----------------------------------------------------------------------------
+    # -- what connections call (thread_connection.ConnectionHost) ------------------------------
 
-    def _on_accept(self, sock: socket.socket, peer: str) -> Callable[[], None]:
-        # Counted when served, not when accepted: the dispatcher accepts connections in
-        # batches, and one ahead in the batch may be about to close.
-        return lambda: self._admit(sock, peer)
-
-    def _admit(self, sock: socket.socket, peer: str) -> None:
-        if not self._connection_limit.admit():
+    def _accepted(self, sock: socket.socket, family: int, address: object) -> None:
+        if not self.admission.admit(family, address):
             sock.close()
             return
-        connection = ServedConnection(
-            sock,
-            peer,
-            self.config,
-            run_request=self._run_request,
-            submit=self._dispatcher.submit,
-            busy=self._dispatcher,
-            watchdog=self._watchdog,
-            on_close=self._connection_limit.release,
-        )
-        self._serve(connection)
+        connection = ThreadedConnection(sock, peer_name(family, address), self)
+        with self._connections_lock:
+            self._connections.add(connection)
+        if self._stop_requested.is_set():
+            connection.claim_for_stop(time.monotonic())  # accepted as the stop came
+        connection.serve()
 
-    def _on_resume(self, connection: object) -> Callable[[], None]:
-        assert isinstance(connection, ServedConnection)
-        if not connection.fresh:  # a fresh one keeps the deadline it got at accept
-            connection.expect_request()  # it became readable: a request is on its way
-        return lambda: self._serve(connection)
-
-    def _serve(self, connection: ServedConnection) -> None:
-        if connection.serve():
-            if self._stop_requested.is_set():
-                if connection.fresh:
-                    # Accepted as the stop came: its request is on the way (see stop()).
-                    self._serve_last(connection)
-                else:
-                    connection.close()
-            else:
-                if not connection.fresh:
-                    connection.expect_idle()
-                self._dispatcher.park(connection.sock, connection)
-
-    def _run_request(self, channel: SocketChannel) -> None:
-        timeout = self.config.request_timeout_seconds
-        if timeout:
-            self._watchdog.set(channel, timeout, channel.time_out)
+    def run_request(self, channel: ThreadChannel) -> None:
+        config = self.config
         run_wsgi(
             self.app,
             channel,
-            root_path=self.config.root_path,
-            max_body_bytes=self.config.max_request_body_bytes,
+            root_path=config.root_path,
+            max_body_bytes=config.max_request_body_bytes,
         )
-        if timeout:
-            self._watchdog.clear(channel)
-        if self.config.access_log:
-            log_access(channel)
-        if self.budget.spend():
-            self.request_stop()
+        self._request_end(channel.request)
 
-    # -- running and stopping ------------------------------------------------------------
+    def submit(self, work: Work) -> None:
+        self._dispatcher.submit(work)
+
+    def park(self, connection: ThreadedConnection) -> None:
+        self._dispatcher.park(connection)
+
+    def closed(self, connection: ThreadedConnection) -> None:
+        with self._connections_lock:
+            self._connections.discard(connection)
+        self.admission.release()
+
+    def _snapshot(self) -> list[ThreadedConnection]:
+        with self._connections_lock:
+            return list(self._connections)
+
+    # -- the clock -------------------------------------------------------------------------------
+
+    def _run_clock(self) -> None:
+        """Every TICK_SECONDS: each core's deadlines (504s for requests past the request
+        timeout), and the pool watches connections whose owner is long in the app."""
+        while not self._clock_stopped.wait(TICK_SECONDS):
+            now = time.monotonic()
+            for connection in self._snapshot():
+                try:
+                    self._visit(connection, now)
+                except Exception:
+                    logger.exception("error while enforcing a timeout")
+
+    def _visit(self, connection: ThreadedConnection, now: float) -> None:
+        for request in connection.tick(now):
+            channel = request.handler
+            assert isinstance(channel, ThreadChannel)
+            seconds = self.config.request_timeout_seconds
+            consequence = "its thread stays busy until the app returns"
+            timed_out(channel, seconds, consequence, headers_sent=request.bytes_sent > 0)
+            connection.wake_readers()  # an app waiting for its body sees the abort
+        with connection.lock:
+            since = connection.inline_since
+            watch = since and now - since >= WATCH_AFTER_SECONDS and not connection.watched
+            watch = watch and not connection.closed
+            if watch:
+                connection.watched = True
+                self._dispatcher.park(connection)
+
+    # -- running and stopping --------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the worker threads (returns at once)."""
-        if self._allowlist and any(s.family == socket.AF_UNIX for s in self.listeners):
+        """Start the worker threads and the clock (returns at once)."""
+        if self.admission.allowlist and any(s.family == socket.AF_UNIX for s in self.listeners):
             logger.warning("--allow-from applies to TCP only; Unix sockets use --socket-mode")
         self._threads.start()
+        threading.Thread(target=self._run_clock, name="fcgigw-clock", daemon=True).start()
         for address in self.addresses:
             logger.info("fcgigw serving on %s (%d threads)", address, self.config.threads)
         if self.on_ready is not None:
@@ -137,36 +152,24 @@ class Server:
         self.stop(graceful=not self._fast_stop)
 
     def stop(self, graceful: bool = True) -> None:
-        """Stop accepting; with ``graceful``, let in-flight requests finish (bounded)."""
+        """Stop accepting; with ``graceful``, let in-flight requests finish (bounded). Each
+        connection's core decides what the stop means for it (see ConnectionCore.stop)."""
         self._stop_requested.set()
-        last_requests = []
-        for connection in self._dispatcher.stop_accepting():
-            assert isinstance(connection, ServedConnection)
-            if graceful and connection.fresh:
-                # Accepted just before the stop: its request is on the way. Closing it would
-                # fail that request (seen during reloads under load), so serve it first.
-                thread = threading.Thread(target=self._serve_last, args=(connection,))
-                thread.start()
-                last_requests.append(thread)
-            else:
-                connection.close()
-        for sock in self.listeners:
+        for sock in self._dispatcher.stop_accepting():
             sock.close()
         timeout = self.config.graceful_timeout_seconds
         deadline = time.monotonic() + timeout
-        for thread in last_requests:
-            thread.join(timeout)
+        now = time.monotonic()
+        for connection in self._snapshot():
+            if connection.claim_for_stop(now) or not graceful:
+                connection.close()
+        while graceful and self._snapshot() and time.monotonic() < deadline:
+            time.sleep(SHUTDOWN_POLL_SECONDS)
+        self._dispatcher.stop()
         if graceful and not self._threads.join(max(0.0, deadline - time.monotonic())):
             logger.warning("requests still running after %d s; exiting", timeout)
-        self._watchdog.stop()
+        self._clock_stopped.set()
         logger.info("fcgigw stopped")
-
-    def _serve_last(self, connection: ServedConnection) -> None:
-        """Serve the request a fresh connection is about to send, then close it."""
-        readable, _, _ = select.select([connection.sock], [], [], FIRST_RECORD_WAIT_SECONDS)
-        if readable:
-            connection.serve()
-        connection.close()
 
     def serve_forever(self) -> None:
         """start(), stop on SIGTERM (graceful) or SIGINT (fast), when run in the main thread."""

@@ -1,0 +1,92 @@
+"""One request on a threaded connection: its input buffered per stream (spilling to a
+temporary file past request_body_memory_bytes), its output written through the connection.
+The core decides when END_REQUEST goes; this only holds bytes."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from ..adapters.channel import Params
+from ..protocol import RecordType, Role
+from .buffers import SpillBuffer
+from .core import CoreRequest
+
+_STDIN = RecordType.STDIN
+_DATA = RecordType.DATA
+
+
+class ChannelConnection(Protocol):
+    """What a channel needs of its connection (thread_connection.ThreadedConnection)."""
+
+    def read_body(self, channel: ThreadChannel, stream: RecordType, size: int) -> bytes: ...
+
+    def send_output(self, request: CoreRequest, data: bytes, stream: RecordType) -> None: ...
+
+    def finish(self, request: CoreRequest, app_status: int, last_stdout: bytes) -> None: ...
+
+
+class ThreadChannel:
+    """implements core.RequestHandler (called with the connection's lock held) and the
+    adapters' RequestChannel (called by the app's thread)."""
+
+    __slots__ = ("_connection", "ended", "inputs", "request")
+
+    def __init__(
+        self, connection: ChannelConnection, request: CoreRequest, memory_limit_bytes: int
+    ) -> None:
+        self._connection = connection
+        self.request = request
+        # One buffer per input stream of the role (§6): STDIN, and FCGI_DATA for a Filter.
+        self.inputs = {_STDIN: SpillBuffer(memory_limit_bytes)}
+        if request.role is Role.FILTER:
+            self.inputs[_DATA] = SpillBuffer(memory_limit_bytes)
+        self.ended: set[RecordType] = set()
+
+    @property
+    def request_id(self) -> int:
+        return self.request.request_id
+
+    @property
+    def role(self) -> Role:
+        return self.request.role
+
+    @property
+    def params(self) -> Params:
+        return self.request.params
+
+    @property
+    def aborted(self) -> bool:
+        return self.request.aborted
+
+    # -- input, from the core (the connection's lock is held) --------------------------------
+
+    def feed(self, data: bytes, stream: RecordType) -> None:
+        self.inputs[stream].append(data)
+
+    def end_input(self, stream: RecordType) -> None:
+        self.ended.add(stream)
+
+    def abort(self) -> None:
+        """Nothing to do here: whoever fed the core wakes the readers (request.aborted)."""
+
+    # -- what the adapter uses -----------------------------------------------------------
+
+    def read_input(self, size: int) -> bytes:
+        return self._connection.read_body(self, _STDIN, size)
+
+    def read_data(self, size: int) -> bytes:
+        """FCGI_DATA (Filter role, §6.4); b"" for the other roles."""
+        if _DATA not in self.inputs:
+            return b""
+        return self._connection.read_body(self, _DATA, size)
+
+    def send_stdout(self, data: bytes) -> None:
+        self._connection.send_output(self.request, data, RecordType.STDOUT)
+
+    def send_stderr(self, data: bytes) -> None:
+        self._connection.send_output(self.request, data, RecordType.STDERR)
+
+    def finish(self, app_status: int, last_stdout: bytes = b"") -> None:
+        self._connection.finish(self.request, app_status, last_stdout)
+        for buffer in self.inputs.values():
+            buffer.close()
