@@ -1,6 +1,7 @@
-"""Listening sockets: TCP (IPv4/IPv6), Unix (stale file replaced, mode set), an inherited
-fd, and without --bind the socket whoever started fcgigw handed over: fd 0 from a web server
-(FastCGI §2.2) or systemd's LISTEN_FDS (sd_listen_fds(3)), else 127.0.0.1:9000."""
+"""Listening sockets: TCP (IPv4/IPv6), Unix (stale file replaced, mode set, file removed on
+close), an inherited fd, and without --bind the socket whoever started fcgigw handed over: fd 0
+from a web server (FastCGI §2.2) or systemd's LISTEN_FDS (sd_listen_fds(3)), else
+127.0.0.1:9000."""
 
 from __future__ import annotations
 
@@ -64,15 +65,51 @@ def _tcp_name(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+class UnixListener(socket.socket):
+    """A Unix socket whose file fcgigw created: ``close()`` removes the file too, as php-fpm
+    and gunicorn do at shutdown, so that no dead socket file is left for the web server to
+    try. Only the process that bound it does so (forked workers share the socket, and their
+    exit must not take the file from the supervisor), and only while the file is still the
+    one it bound (same device and inode): an fcgigw started since may have replaced it.
+    Sockets fcgigw was handed (fd 0, LISTEN_FDS, fd://N) are plain sockets: their file
+    belongs to whoever made it."""
+
+    #: (pid, path, device, inode) of the file this process bound; None once removed, and in
+    #: copies made by dup().
+    _bound: tuple[int, str, int, int] | None = None
+
+    def bind_file(self, path: str) -> None:
+        """bind() to ``path``, which must not exist, and remember the file it creates."""
+        self.bind(path)
+        info = os.stat(path)
+        self._bound = (os.getpid(), os.path.abspath(path), info.st_dev, info.st_ino)
+
+    def close(self) -> None:
+        self._remove_file()
+        super().close()
+
+    def _remove_file(self) -> None:
+        bound, self._bound = self._bound, None
+        if bound is None or bound[0] != os.getpid():
+            return
+        _, path, device, inode = bound
+        try:
+            info = os.stat(path)
+            if (info.st_dev, info.st_ino) == (device, inode):
+                os.unlink(path)
+        except OSError as error:  # gone already, or the directory is no longer ours
+            logger.debug("socket file %s not removed: %s", path, error.strerror)
+
+
 def _unix(path: str, mode: int, owner: tuple[str, str] = ("", "")) -> socket.socket:
     _remove_stale_socket(path)
     uid, gid = _ids(path, *owner)
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock = UnixListener(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         # Create the file with the final mode (no window where it is more open than asked).
         old_umask = os.umask(0o777 & ~mode)
         try:
-            sock.bind(path)
+            sock.bind_file(path)
         finally:
             os.umask(old_umask)
         if uid != -1 or gid != -1:
