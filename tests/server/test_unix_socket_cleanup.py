@@ -46,15 +46,7 @@ def assert_serves(address: str) -> None:
     [
         ["testapps:hello"],
         ["--loop", "asyncio", "asgiapps:hello"],
-        pytest.param(
-            ["--loop", "uvloop", "asgiapps:hello"],
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="uvloop takes over the listening socket, so its server's close() never "
-                "reaches UnixListener.close(): AsyncServer must call close() on each of "
-                "self.listeners when it stops",
-            ),
-        ),
+        ["--loop", "uvloop", "asgiapps:hello"],
         ["--workers", "2", "testapps:hello"],
     ],
     ids=["wsgi", "asgi-asyncio", "asgi-uvloop", "workers"],

@@ -125,6 +125,8 @@ class AsyncServer:
         await self._stop.wait()
         for server in servers:
             server.close()
+        for sock in self.listeners:
+            sock.close()  # uvloop's server.close() does not: a Unix socket file goes now
         await self._finish_requests()
         if self._sweeper is not None:
             self._sweeper.cancel()
