@@ -3,7 +3,8 @@
 started from the block marked ``<!-- web-server: NAME fcgigw -->``; then requests go through
 it. Only ports, socket paths and the app change, each by a literal substitution that must
 still find its text in the snippet. What a Debian host holds outside the snippet (nginx's main
-context, HAProxy's global and defaults sections) is written here, the way Debian writes it.
+context, HAProxy's global and defaults sections, Apache's apache2.conf and its enabled modules)
+is written here, the way Debian writes it.
 """
 
 from __future__ import annotations
@@ -24,9 +25,11 @@ from matrix_clients import TIMEOUT, HttpClient, Response
 from servers import (
     REPO,
     RunningProcess,
+    apache_binary,
     free_port,
     haproxy_binary,
     nginx_binary,
+    run_apache,
     run_fcgigw,
     run_haproxy,
     run_nginx_config,
@@ -216,6 +219,51 @@ def haproxy_from_readme() -> Iterator[str]:
             yield server.address
 
 
+# -- Apache mod_proxy_fcgi -------------------------------------------------------------------
+
+#: Debian's apache2.conf and the modules the README's snippet needs (mod_env and authz_core are
+#: on by default, a2enmod proxy_fcgi brings proxy); the snippet goes in sites-enabled/.
+APACHE_DEBIAN = """\
+ServerRoot /etc/apache2
+ServerName localhost
+PidFile {dir}/apache2.pid
+ErrorLog /dev/stderr
+LogLevel warn
+Listen 127.0.0.1:{port}
+"""
+APACHE_MODULES = ("mpm_event", "authz_core", "env", "proxy", "proxy_fcgi")
+
+
+def apache_serves(address: str) -> None:
+    """Through the snippet a chunked body arrives with its CONTENT_LENGTH (proxy-sendcl), so
+    an app that reads CONTENT_LENGTH bytes reads all of it; Authorization passes (CGIPassAuth)."""
+    with contextlib.closing(HttpClient(address, timeout=TIMEOUT)) as client:
+        credentials = "Basic YWxpY2U6c2VjcmV0"
+        response = client.request("GET", "/echo/readme?x=1", [("Authorization", credentials)])
+        seen = echo(response)
+        assert (seen["SCRIPT_NAME"], seen["PATH_INFO"]) == ("", "/echo/readme")
+        assert seen["HTTP_AUTHORIZATION"] == credentials
+        seen = echo(client.request("POST", "/echo", body=UPLOAD, chunked=True))
+        assert seen["CONTENT_LENGTH"] == str(len(UPLOAD))
+        assert seen["body_sha256"] == hashlib.sha256(UPLOAD).hexdigest()
+
+
+@contextlib.contextmanager
+def apache_from_readme() -> Iterator[str]:
+    fcgigw_address = f"127.0.0.1:{free_port()}"
+    with readme_fcgigw("apache-proxy-fcgi", {"127.0.0.1:9000": fcgigw_address}):
+        snippet = substituted(
+            SNIPPETS[("apache-proxy-fcgi", "config")],
+            {"<VirtualHost *:80>": "<VirtualHost *:{port}>", "127.0.0.1:9000": fcgigw_address},
+        )
+        modules = "".join(
+            f"LoadModule {name}_module /usr/lib/apache2/modules/mod_{name}.so\n"
+            for name in APACHE_MODULES
+        )
+        with run_apache(APACHE_DEBIAN + modules + snippet) as server:
+            yield server.address
+
+
 # -- every marked snippet -------------------------------------------------------------------
 
 
@@ -238,6 +286,7 @@ RUNNERS: dict[
 ] = {
     "nginx": (nginx_stack, nginx_serves, nginx_binary, "nginx-light"),
     "haproxy": (haproxy_from_readme, haproxy_serves, haproxy_binary, "haproxy"),
+    "apache-proxy-fcgi": (apache_from_readme, apache_serves, apache_binary, "apache2"),
 }
 
 
