@@ -1,4 +1,4 @@
-"""Start real processes for tests: fcgigw in a subprocess, nginx, lighttpd or Apache in front.
+"""Start real processes for tests: fcgigw in a subprocess, a real web server in front.
 
 Everything listens on 127.0.0.1 or a Unix socket in a temporary directory, is bounded by
 timeouts, and is stopped by PID when the test ends.
@@ -237,6 +237,10 @@ def apache_binary() -> str | None:
     return _sbin_binary("apache2")
 
 
+def haproxy_binary() -> str | None:
+    return _sbin_binary("haproxy")
+
+
 def example_config(path: Path, values: dict[str, str]) -> str:
     """The example config at ``path`` with each line that starts with a key of ``values``
     (``var.http_port``, ``Define HTTP_PORT``) replaced by that value."""
@@ -368,6 +372,17 @@ def run_caddy(conf_text: str) -> Iterator[RunningProcess]:
     with _run_web_server(
         conf_text, "Caddyfile", command, env=env, stop_signal=signal.SIGQUIT
     ) as running:
+        yield running
+
+
+@contextlib.contextmanager
+def run_haproxy(conf_text: str) -> Iterator[RunningProcess]:
+    """``haproxy -db -f CONF`` (in the foreground) on 127.0.0.1; ``{port}`` and ``{dir}`` as
+    for run_lighttpd. SIGTERM stops it at once."""
+    binary = haproxy_binary()
+    if binary is None:
+        raise RuntimeError("haproxy is not installed")
+    with _run_web_server(conf_text, "haproxy.cfg", [binary, "-db", "-f"]) as running:
         yield running
 
 

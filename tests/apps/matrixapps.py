@@ -2,7 +2,8 @@
 ``matrixapps:wsgi_app`` and ``matrixapps:asgi_app``. Both answer the same routes, chosen by
 the first segment of the path below the mount point:
 
-- ``/echo/...``: what the app was given, as JSON (testapps.echo, asgiapps.echo);
+- ``/echo/...``, and the mount point itself (``GET /app``: an empty path): what the app was
+  given, as JSON (testapps.echo, asgiapps.echo);
 - ``/stream?release=FILE``: ``first``, then, once FILE exists, ``released`` (or ``timed out``
   after ten seconds), so a test sees whether the first chunk reaches it before the app ends.
   It sends ``X-Accel-Buffering: no``, as streaming apps do for nginx (sse-starlette does);
@@ -57,7 +58,7 @@ def _released(path: str) -> bool:
 
 
 def _route(path_info: str) -> str:
-    return path_info.strip("/").split("/", 1)[0]
+    return path_info.strip("/").split("/", 1)[0] if path_info else "echo"
 
 
 # -- WSGI ---------------------------------------------------------------------------------
@@ -113,6 +114,7 @@ def _wsgi_method(environ: dict[str, Any], start_response: StartResponse) -> Iter
 
 
 WSGI_ROUTES = {
+    "echo": testapps.echo,
     "stream": _wsgi_stream,
     "redirect": _wsgi_redirect,
     "early": _wsgi_early,
@@ -178,6 +180,7 @@ async def _asgi_method(scope: dict[str, Any], receive: Receive, send: Send) -> N
 
 
 ASGI_ROUTES = {
+    "echo": asgiapps.echo,
     "stream": _asgi_stream,
     "redirect": _asgi_redirect,
     "early": _asgi_early,

@@ -244,6 +244,23 @@ def post_while_reading(
         return first, _get(sock, address, then)
 
 
+def refused_upload(address: str, target: str, body: bytes, timeout: float) -> Response:
+    """POST ``body`` chunked to ``target`` and read the response while the body is still being
+    sent: a server that refuses the body answers and closes without reading it (HAProxy), and
+    http.client would fail on the closed connection before it got to the answer."""
+    host, _, port = address.rpartition(":")
+    encoded = b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in chunks(body))
+    head = f"POST {target} HTTP/1.1\r\nHost: {address}\r\nTransfer-Encoding: chunked\r\n\r\n"
+    with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+        data = head.encode() + encoded + b"0\r\n\r\n"
+        sender = threading.Thread(target=_send_until_refused, args=(sock, data))
+        sender.start()
+        try:
+            return _read_response(sock, "POST")[0]
+        finally:
+            sender.join(timeout)
+
+
 def _send_until_refused(sock: socket.socket, data: bytes) -> None:
     try:
         sock.sendall(data)

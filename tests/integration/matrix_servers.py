@@ -1,8 +1,8 @@
 """The web servers of the matrix (test_matrix.py), each started from its config in
 examples/servers/ with only the ports, paths and user changed, in front of fcgigw serving
 matrixapps (tests/apps). One Stack per server and interface: the web server, the fcgigw it
-connects to (on TCP and on a Unix socket, ``--root-path /app``), and whatever the server
-spawns itself. Stacks are stopped by PID when the module ends.
+connects to (on TCP and on a Unix socket, ``--root-path /app`` unless the server splits the
+path itself), and whatever the server spawns itself. Stacks are stopped by PID when the module ends.
 """
 
 from __future__ import annotations
@@ -28,12 +28,14 @@ from servers import (
     example_config,
     free_port,
     h2o_binary,
+    haproxy_binary,
     lighttpd_binary,
     nginx_binary,
     run_apache,
     run_caddy,
     run_fcgigw,
     run_h2o,
+    run_haproxy,
     run_lighttpd,
     run_nginx_config,
     wait_for_text,
@@ -60,6 +62,12 @@ class Setup:
     @property
     def app(self) -> str:
         return f"matrixapps:{self.interface}_app"
+
+    def pem(self) -> Path:
+        """The certificate and its key in one file, as lighttpd and HAProxy take them."""
+        path = self.workdir / "cert-and-key.pem"
+        path.write_bytes(self.cert.read_bytes() + self.key.read_bytes())
+        return path
 
     def script(self, name: str, text: str) -> Path:
         path = self.workdir / f"{name}-{self.interface}"
@@ -109,10 +117,13 @@ def stack_of(
 
 
 @contextlib.contextmanager
-def fcgigw_for(setup: Setup, name: str) -> Iterator[tuple[RunningProcess, Path]]:
-    """fcgigw on a TCP port and a Unix socket, with --root-path /app."""
+def fcgigw_for(
+    setup: Setup, name: str, *, root_path: str = ROOT_PATH
+) -> Iterator[tuple[RunningProcess, Path]]:
+    """fcgigw on a TCP port and a Unix socket, with --root-path ``root_path`` unless empty."""
     socket_path = setup.workdir / f"{name}-{setup.interface}.sock"
-    args = ("--bind", f"unix:{socket_path}", "--root-path", ROOT_PATH, "--access-log", setup.app)
+    mount = ("--root-path", root_path) if root_path else ()
+    args = ("--bind", f"unix:{socket_path}", *mount, "--access-log", setup.app)
     with run_fcgigw(*args) as server:
         wait_until_connectable(f"unix:{socket_path}", server.process)
         yield server, socket_path
@@ -203,9 +214,7 @@ def apache_fcgid(setup: Setup) -> Iterator[Stack]:
 @contextlib.contextmanager
 def lighttpd(setup: Setup) -> Iterator[Stack]:
     with fcgigw_for(setup, "lighttpd") as (app, _):
-        https_port = free_port()
-        tls_pem = setup.workdir / "cert-and-key.pem"
-        tls_pem.write_bytes(setup.cert.read_bytes() + setup.key.read_bytes())
+        https_port, tls_pem = free_port(), setup.pem()
         pythonpath = child_environment()["PYTHONPATH"]
         conf = example_config(
             EXAMPLES / "lighttpd.conf",
@@ -265,6 +274,25 @@ def caddy(setup: Setup) -> Iterator[Stack]:
 
 
 @contextlib.contextmanager
+def haproxy(setup: Setup) -> Iterator[Stack]:
+    """HAProxy splits the path itself (path-info), so fcgigw runs without --root-path, as the
+    README says."""
+    with fcgigw_for(setup, "haproxy", root_path="") as (app, socket_path):
+        https_port = free_port()
+        conf = example_config(
+            EXAMPLES / "haproxy.cfg",
+            {
+                "    bind 127.0.0.1:8080": "    bind 127.0.0.1:{port}",
+                "    bind 127.0.0.1:8443": f"    bind 127.0.0.1:{https_port} ssl crt {setup.pem()}",
+                "    server fcgigw 127.0.0.1:": f"    server fcgigw {app.address} proto fcgi",
+                "    server fcgigw unix@": f"    server fcgigw unix@{socket_path} proto fcgi",
+            },
+        )
+        with run_haproxy(conf) as server:
+            yield stack_of(setup, server, https_port, app)
+
+
+@contextlib.contextmanager
 def cgi_fcgi(setup: Setup) -> Iterator[Stack]:
     """No server: the test is the CGI host that runs examples/servers/cgi-fcgi.cgi."""
     with fcgigw_for(setup, "cgi-fcgi") as (app, socket_path):
@@ -302,6 +330,7 @@ SERVERS = {
     ),
     "h2o": Server(h2o, h2o_binary, "h2o"),
     "caddy": Server(caddy, caddy_binary, "caddy"),
+    "haproxy": Server(haproxy, haproxy_binary, "haproxy"),
     "cgi-fcgi": Server(cgi_fcgi, lambda: shutil.which("cgi-fcgi"), "libfcgi-bin"),
 }
 
