@@ -300,26 +300,59 @@ async def run_asgi(
     try:
         await app(scope, cycle.receive, cycle.send)
     except ClientDisconnected:
-        logger.info("request %d: the web server went away mid-response", channel.request_id)
-        channel.finish(APP_STATUS_ERROR)
-        return
+        _client_left(channel)
     except RequestBodyTooLarge:
         logger.warning("request %d: body over max_request_body_bytes", channel.request_id)
         send_error(channel, 413, BODY_TOO_LARGE, headers_sent=writer.headers_sent)
-        return
     except Exception as error:
+        _app_failed(cycle, error)
+    else:
         if not cycle.response_done:
-            fail_request(channel, writer, error)
-        else:
-            logger.error("request %d: error after the response", channel.request_id, exc_info=error)
-        return
+            _app_returned_early(cycle)
+
+
+def _app_failed(cycle: _Cycle, error: Exception) -> None:
+    channel = cycle.channel
     if cycle.response_done:
-        return
-    if writer.started:
-        # The app returned mid-response: end it so the web server is not left waiting.
+        logger.error("request %d: error after the response", channel.request_id, exc_info=error)
+    elif channel.aborted and _raised_for_disconnect(error):
+        _client_left(channel)
+    else:
+        fail_request(channel, cycle.writer, error)
+
+
+def _app_returned_early(cycle: _Cycle) -> None:
+    """End a response the app returned without finishing, so the web server is not left
+    waiting. When the client has gone (the app saw http.disconnect), that is the client's
+    doing, logged as WSGI logs a cut iteration; while it is there, the app's fault."""
+    channel, writer = cycle.channel, cycle.writer
+    if channel.aborted:
+        if writer.started:
+            _client_left(channel)
+        else:
+            channel.finish(APP_STATUS_ERROR)
+    elif writer.started:
         logger.error("request %d: the application did not finish its response", channel.request_id)
         writer.finish(APP_STATUS_ERROR)
-    elif channel.aborted:
-        channel.finish(APP_STATUS_ERROR)
     else:
         fail_request(channel, writer, InvalidResponse("the application sent no response"))
+
+
+def _client_left(channel: RequestChannel) -> None:
+    """The web server went away mid-response (EOF, RST, ABORT_REQUEST): cut the request."""
+    logger.info("request %d: the web server went away mid-response", channel.request_id)
+    channel.finish(APP_STATUS_ERROR)
+
+
+def _raised_for_disconnect(error: BaseException) -> bool:
+    """True when ``error`` is the app's reaction to send() raising ClientDisconnected (ASGI
+    2.4: an OSError on a closed connection); Starlette's StreamingResponse raises its own
+    ClientDisconnect from it. Any other error stays the app's."""
+    seen: BaseException | None = error
+    for _ in range(16):  # a chain the app built could loop
+        if seen is None:
+            return False
+        if isinstance(seen, ClientDisconnected):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
