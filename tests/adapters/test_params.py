@@ -5,8 +5,12 @@ Request: GET /app/foo/bar?x=1&y=a%20b&z=%2F&u=%C3%A9 with the app mounted at /ap
 
 from __future__ import annotations
 
-import pytest
+import wsgiref.util
 
+import pytest
+from memory_channels import AsyncMemoryChannel
+
+from fcgigw.adapters.asgi import build_scope
 from fcgigw.adapters.params import (
     address_pair,
     asgi_headers,
@@ -213,7 +217,7 @@ def test_missing_cgi_variables_get_pep_3333_defaults() -> None:
     assert environ["SERVER_PROTOCOL"] == "HTTP/1.0"
     assert environ["QUERY_STRING"] == ""
     environ = wsgi_environ([(b"HTTP_HOST", b"[::1]:8443"), (b"HTTPS", b"ON")])
-    assert (environ["SERVER_NAME"], environ["SERVER_PORT"]) == ("::1", "8443")
+    assert (environ["SERVER_NAME"], environ["SERVER_PORT"]) == ("[::1]", "8443")
 
 
 @pytest.mark.parametrize(
@@ -243,8 +247,60 @@ def test_url_scheme(https: str | None, scheme: str | None, expected: str) -> Non
 def test_split_host() -> None:
     assert split_host("example.test:8080") == ("example.test", "8080")
     assert split_host("example.test") == ("example.test", "")
-    assert split_host("[::1]:80") == ("::1", "80")
-    assert split_host("[::1]") == ("::1", "")
+    assert split_host("example.test:") == ("example.test", "")  # RFC 3986: an empty port
+    assert split_host("[::1]:80") == ("[::1]", "80")  # RFC 3875 §4.1.14 keeps the brackets
+    assert split_host("[::1]") == ("[::1]", "")
+    assert split_host("::1") == ("::1", "")  # a bare IPv6 address has no port
+    assert split_host("example.test:8x") == ("example.test:8x", "")
+
+
+def haproxy(host: bytes) -> Pairs:
+    """HAProxy 2.6 fcgi-app (web-servers.md §7): SERVER_NAME is the Host header verbatim,
+    SERVER_PORT the frontend's port, and no SERVER_ADDR."""
+    return [
+        (b"GATEWAY_INTERFACE", b"CGI/1.1"),
+        (b"DOCUMENT_ROOT", b"/srv/www"),
+        (b"SCRIPT_NAME", b"/app"),
+        (b"PATH_INFO", b"/foo/bar"),
+        (b"REQUEST_URI", b"/app/foo/bar"),
+        (b"REQUEST_METHOD", b"GET"),
+        (b"QUERY_STRING", b""),
+        (b"SERVER_NAME", host),
+        (b"SERVER_PORT", b"8080"),
+        (b"SERVER_PROTOCOL", b"HTTP/1.1"),
+        (b"REMOTE_ADDR", b"127.0.0.1"),
+        (b"REMOTE_PORT", b"52254"),
+        (b"SCRIPT_FILENAME", b"/srv/www/app"),
+        (b"CONTENT_LENGTH", b"0"),
+        (b"SERVER_SOFTWARE", b"HAProxy 2.6.12-1+deb12u4"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("host", "server_name", "asgi_server", "url"),
+    [
+        (b"127.0.0.1:8080", "127.0.0.1", ("127.0.0.1", 8080), "http://127.0.0.1:8080/app/foo/bar"),
+        (b"example.test:8080", "example.test", ("example.test", 8080), None),
+        (b"[::1]:8080", "[::1]", ("::1", 8080), "http://[::1]:8080/app/foo/bar"),
+        (b"example.test", "example.test", ("example.test", 8080), None),
+    ],
+)
+def test_server_name_loses_the_port_haproxy_copies_from_the_host_header(
+    host: bytes, server_name: str, asgi_server: tuple[str, int], url: str | None
+) -> None:
+    """HAProxy's SERVER_NAME ``127.0.0.1:8080`` is not a server-name (RFC 3875 §4.1.14).
+    Without a Host header, apps build their URLs from these, so a port left in them doubles:
+    ``http://127.0.0.1:8080:8080/``."""
+    environ = wsgi_environ(haproxy(host))
+    assert (environ["SERVER_NAME"], environ["SERVER_PORT"]) == (server_name, "8080")
+    channel = AsyncMemoryChannel(tuple(haproxy(host)))
+    scope = build_scope(channel, "")
+    assert scope["server"] == asgi_server
+    if url is not None:
+        # PEP 3333's reconstruction (wsgiref) and Starlette's, both from the server's own name.
+        assert wsgiref.util.request_uri(environ) == url
+        starlette = pytest.importorskip("starlette.datastructures")
+        assert str(starlette.URL(scope=scope)) == url
 
 
 # -- the ASGI pieces -------------------------------------------------------------------------

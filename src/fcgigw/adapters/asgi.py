@@ -20,6 +20,7 @@ from .params import (
     asgi_path,
     http_version,
     raw_path,
+    server_pair,
     split_script_path,
     url_scheme,
 )
@@ -121,7 +122,7 @@ def _server(raw: dict[bytes, bytes]) -> _Server:
         server = (
             http_version(protocol),
             url_scheme(https, scheme),
-            address_pair(address or name, port),
+            server_pair(address, name, port),
         )
         if sum(len(value) for value in key if value) <= _CACHED_VALUE_BYTES:
             _remember(_server_cache, key, server)

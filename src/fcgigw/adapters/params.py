@@ -121,27 +121,29 @@ def _normalise_body_headers(environ: dict[str, Any]) -> None:
 
 
 def _fill_required(environ: dict[str, Any], scheme: str) -> None:
-    """PEP 3333 requires these; cgi-fcgi and odd configs may leave some out."""
+    """PEP 3333 requires these; cgi-fcgi and odd configs may leave some out. SERVER_NAME
+    loses any port: HAProxy sends the Host header there verbatim (web-servers.md §7)."""
     environ.setdefault("REQUEST_METHOD", "GET")
     environ.setdefault("QUERY_STRING", "")
     environ.setdefault("SERVER_PROTOCOL", "HTTP/1.0")
     host, port = split_host(environ.get("HTTP_HOST", ""))
-    if not environ.get("SERVER_NAME"):
-        environ["SERVER_NAME"] = host or "localhost"
+    name, name_port = split_host(environ.get("SERVER_NAME", ""))
+    environ["SERVER_NAME"] = name or host or "localhost"
     if not environ.get("SERVER_PORT"):
-        environ["SERVER_PORT"] = (
-            port if is_ascii_digits(port) else ("443" if scheme == "https" else "80")
-        )
+        port = port or name_port
+        environ["SERVER_PORT"] = port or ("443" if scheme == "https" else "80")
 
 
-def split_host(host_header: str) -> tuple[str, str]:
-    """``example.test:8080`` → (``example.test``, ``8080``); ``[::1]:80`` → (``::1``, ``80``);
-    no port → (host, "")."""
-    if host_header.startswith("["):
-        host, _, rest = host_header[1:].partition("]")
-        return host, rest[1:] if rest.startswith(":") else ""
-    host, colon, port = host_header.partition(":")
-    return (host, port) if colon and is_ascii_digits(port) else (host_header, "")
+def split_host(host: str) -> tuple[str, str]:
+    """A Host header or SERVER_NAME as RFC 3875 §4.1.14's server-name (no port) and the port:
+    ``example.test:8080`` → (``example.test``, ``8080``), ``[::1]:80`` → (``[::1]``, ``80``);
+    no port → (host, ""). An IPv6 literal keeps its brackets, as that grammar writes it: PEP
+    3333's URL reconstruction (wsgiref, Django) appends ``":" + SERVER_PORT`` to it."""
+    name, colon, port = host.rpartition(":")
+    # A colon in what is left is a bare IPv6 address, which has no port ("::1").
+    if colon and (name.endswith("]") or ":" not in name) and (not port or is_ascii_digits(port)):
+        return name, port
+    return host, ""
 
 
 # -- pieces of the ASGI scope (used by the ASGI adapter) -------------------------------------
@@ -222,3 +224,14 @@ def address_pair(host: str | None, port: str | None) -> tuple[str, int] | None:
     if not host or port is None or not is_ascii_digits(port):
         return None
     return host, int(port)
+
+
+def server_pair(address: str | None, name: str | None, port: str | None) -> tuple[str, int] | None:
+    """ASGI ``server``: (SERVER_ADDR or SERVER_NAME, SERVER_PORT) (web-servers.md §6.4). The
+    host is written as a socket address gives it, as uvicorn and hypercorn fill it from
+    getsockname(): no port (HAProxy's SERVER_NAME has one, §7), and an IPv6 address without
+    brackets (Starlette adds them back when it builds a URL)."""
+    host = address or split_host(name or "")[0]
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return address_pair(host, port)
