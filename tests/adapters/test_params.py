@@ -1,16 +1,17 @@
-"""The params translator against what each real server sends (web-servers.md §1, §4, §5).
+"""The params translator against what each real server sends (web-servers.md §1, §4, §5, §7).
 
 Request: GET /app/foo/bar?x=1&y=a%20b&z=%2F&u=%C3%A9 with the app mounted at /app.
 """
 
 from __future__ import annotations
 
+import asyncio
 import wsgiref.util
 
 import pytest
-from memory_channels import AsyncMemoryChannel
+from memory_channels import AsyncMemoryChannel, MemoryChannel
 
-from fcgigw.adapters.asgi import build_scope
+from fcgigw.adapters.asgi import build_scope, run_asgi
 from fcgigw.adapters.params import (
     address_pair,
     asgi_headers,
@@ -23,6 +24,7 @@ from fcgigw.adapters.params import (
     url_scheme,
     wsgi_environ,
 )
+from fcgigw.adapters.wsgi import run_wsgi
 
 QUERY = b"x=1&y=a%20b&z=%2F&u=%C3%A9"
 URI = b"/app/foo/bar?" + QUERY
@@ -160,6 +162,119 @@ def test_script_name_and_path_info_for_every_server(
     environ = wsgi_environ(params, root_path)
     assert (environ["SCRIPT_NAME"], environ["PATH_INFO"]) == (script_name, path_info)
     assert environ["QUERY_STRING"] in ("", QUERY.decode())
+
+
+def at_mount_point(server: str) -> Pairs:
+    """``GET /app?x=1``, exactly the mount point, as each server sends it (HAProxy 2.6 and
+    lighttpd 1.4.69 captured; web-servers.md §1, §7)."""
+    request = {b"REQUEST_URI": b"/app?x=1", b"QUERY_STRING": b"x=1", b"REQUEST_METHOD": b"GET"}
+    shapes: dict[str, dict[bytes, bytes]] = {
+        # path-info ^(/app)(/.*)?$ matched with nothing for PATH_INFO: HAProxy sends none
+        "haproxy": {b"SCRIPT_FILENAME": b"/srv/www/app", b"DOCUMENT_ROOT": b"/srv/www"},
+        "haproxy-docroot-slash": {b"SCRIPT_FILENAME": b"//app", b"DOCUMENT_ROOT": b"/"},
+        "lighttpd": {
+            b"SCRIPT_FILENAME": b"/var/www/html/app",
+            b"DOCUMENT_ROOT": b"/var/www/html",
+            b"SERVER_SOFTWARE": b"lighttpd/1.4.69",
+        },
+        "nginx": {b"DOCUMENT_URI": b"/app"},  # stock fastcgi_params: the whole path
+        "nginx-fastcgi.conf": {  # the PHP-style file also sends SCRIPT_FILENAME
+            b"DOCUMENT_URI": b"/app",
+            b"SCRIPT_FILENAME": b"/var/www/html/app",
+            b"DOCUMENT_ROOT": b"/var/www/html",
+        },
+        "apache-proxy": {
+            b"SCRIPT_FILENAME": b"proxy:fcgi://127.0.0.1:9000/app",
+            b"DOCUMENT_ROOT": b"/var/www/html",
+        },
+        "apache-proxy-generic": {b"SCRIPT_FILENAME": b"/app", b"DOCUMENT_ROOT": b"/var/www/html"},
+        "no-request-uri": {b"SCRIPT_FILENAME": b"/srv/www/app", b"DOCUMENT_ROOT": b"/srv/www"},
+    }
+    params = {**request, b"SCRIPT_NAME": b"/app", **shapes[server]}
+    if server == "no-request-uri":
+        del params[b"REQUEST_URI"]
+    return list(params.items())
+
+
+@pytest.mark.parametrize(
+    ("server", "root_path", "script_name", "path_info"),
+    [
+        ("haproxy", "", "/app", ""),
+        ("haproxy", "/app", "/app", ""),
+        ("haproxy-docroot-slash", "", "/app", ""),
+        ("lighttpd", "", "/app", ""),
+        ("nginx", "", "", "/app"),
+        ("nginx", "/app", "/app", ""),
+        ("nginx-fastcgi.conf", "", "", "/app"),
+        ("apache-proxy", "", "", "/app"),
+        ("apache-proxy-generic", "", "", "/app"),
+        ("no-request-uri", "", "", "/app"),
+    ],
+)
+def test_a_request_for_exactly_the_mount_point_keeps_it_in_script_name(
+    server: str, root_path: str, script_name: str, path_info: str
+) -> None:
+    """HAProxy and lighttpd split the path themselves and send no PATH_INFO when nothing
+    follows the mount point; nginx and Apache ProxyPass send the whole path that way."""
+    params = at_mount_point(server)
+    environ = wsgi_environ(params, root_path)
+    assert (environ["SCRIPT_NAME"], environ["PATH_INFO"]) == (script_name, path_info)
+    scope = build_scope(AsyncMemoryChannel(tuple(params)), root_path)
+    assert (scope["root_path"], scope["path"]) == (script_name, script_name + path_info)
+
+
+def test_a_haproxy_mount_point_is_where_flask_and_starlette_apps_start() -> None:
+    """What a user sees at https://host/app behind HAProxy's path-info: the app's own
+    redirect to /app/ (it was a 404 for the app's route "/app")."""
+    flask = pytest.importorskip("flask")
+    applications = pytest.importorskip("starlette.applications")
+    responses = pytest.importorskip("starlette.responses")
+    routing = pytest.importorskip("starlette.routing")
+    params = (*at_mount_point("haproxy"), (b"HTTP_HOST", b"example.test"))
+
+    wsgi_app = flask.Flask(__name__)
+    wsgi_app.add_url_rule("/", "index", lambda: "home")
+    channel = MemoryChannel(params)
+    run_wsgi(wsgi_app, channel)
+    status, headers, _ = channel.response()
+    assert (status[:3], headers["Location"]) == ("308", "http://example.test/app/?x=1")
+
+    async def home(request: object) -> object:
+        return responses.PlainTextResponse("home")
+
+    asgi_app = applications.Starlette(routes=[routing.Route("/", home)])
+    async_channel = AsyncMemoryChannel(params)
+    asyncio.run(run_asgi(asgi_app, async_channel))
+    status, headers, _ = async_channel.response()
+    assert (status[:3], headers["location"]) == ("307", "http://example.test/app/?x=1")
+
+
+def test_haproxy_without_path_info_needs_the_root_path_under_a_sub_path() -> None:
+    """Without ``path-info`` HAProxy sends every path as a mount point would look: the
+    ambiguity is_mount_point documents. --root-path settles it."""
+    params = [
+        (b"SCRIPT_NAME", b"/app/foo/bar"),
+        (b"REQUEST_URI", b"/app/foo/bar"),
+        (b"SCRIPT_FILENAME", b"/srv/www/app/foo/bar"),
+        (b"DOCUMENT_ROOT", b"/srv/www"),
+    ]
+    environ = wsgi_environ(params, "/app")
+    assert (environ["SCRIPT_NAME"], environ["PATH_INFO"]) == ("/app", "/foo/bar")
+    root = [(b"SCRIPT_NAME", b"/"), (b"REQUEST_URI", b"/")]
+    root += [(b"SCRIPT_FILENAME", b"/srv/www/"), (b"DOCUMENT_ROOT", b"/srv/www")]
+    environ = wsgi_environ(root)
+    assert (environ["SCRIPT_NAME"], environ["PATH_INFO"]) == ("", "/")
+
+
+def test_a_percent_encoded_mount_point_is_recognised() -> None:
+    params = [
+        (b"SCRIPT_NAME", "/caf\u00e9".encode()),
+        (b"REQUEST_URI", b"/caf%C3%A9?x=1"),
+        (b"SCRIPT_FILENAME", "/srv/www/caf\u00e9".encode()),
+        (b"DOCUMENT_ROOT", b"/srv/www"),
+    ]
+    environ = wsgi_environ(params)
+    assert (environ["SCRIPT_NAME"], environ["PATH_INFO"]) == ("/caf\u00c3\u00a9", "")
 
 
 def test_root_path_only_on_a_segment_boundary() -> None:

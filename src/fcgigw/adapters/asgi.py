@@ -19,6 +19,7 @@ from .params import (
     asgi_headers,
     asgi_path,
     http_version,
+    is_mount_point,
     raw_path,
     server_pair,
     split_script_path,
@@ -77,7 +78,7 @@ _CACHE_ENTRIES = 1024
 _CACHED_VALUE_BYTES = 1024
 _Paths = tuple[str, bytes | None, str]  # path, raw_path, root_path
 _Server = tuple[str, str, tuple[str, int] | None]  # http_version, scheme, server
-_paths_cache: dict[tuple[bytes | None, bytes | None, bytes | None, str], _Paths] = {}
+_paths_cache: dict[tuple[bytes | None, bytes | None, bytes | None, str, bool], _Paths] = {}
 _server_cache: dict[tuple[bytes | None, ...], _Server] = {}
 _methods: dict[bytes, str] = {}
 _ROLE_NAMES = {role: role.name for role in Role}
@@ -91,13 +92,19 @@ def _remember(cache: dict[Any, Any], key: Any, value: Any) -> None:
 
 
 def _paths(
-    script_name: bytes | None, path_info: bytes | None, request_uri: bytes | None, root: str
+    script_name: bytes | None,
+    path_info: bytes | None,
+    request_uri: bytes | None,
+    root: str,
+    mount_point: bool,
 ) -> _Paths:
     """path, raw_path and root_path (``request_uri`` without its query, see build_scope)."""
-    key = (script_name, path_info, request_uri, root)
+    key = (script_name, path_info, request_uri, root, mount_point)
     paths = _paths_cache.get(key)
     if paths is None:
-        script, info = split_script_path(_text(script_name), _text(path_info), root)
+        script, info = split_script_path(
+            _text(script_name), _text(path_info), root, mount_point=mount_point
+        )
         # ASGI 2.x: path includes root_path (Starlette and Django strip it themselves).
         full_path = script + info
         paths = (asgi_path(full_path), raw_path(_text(request_uri), full_path), asgi_path(script))
@@ -147,8 +154,10 @@ def build_scope(
         query_at = request_uri.find(b"?")
         if query_at >= 0:
             request_uri = request_uri[: query_at + 1]
+    path_info = raw.get(b"PATH_INFO")
+    mount_point = path_info is None and is_mount_point(lambda name: _text(raw.get(name.encode())))
     path, raw_path_bytes, script_path = _paths(
-        raw.get(b"SCRIPT_NAME"), raw.get(b"PATH_INFO"), request_uri, root_path
+        raw.get(b"SCRIPT_NAME"), path_info, request_uri, root_path, mount_point
     )
     version, scheme, server = _server(raw)
     scope: Scope = {

@@ -5,7 +5,7 @@ web-servers.md §6 lives here, once.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
@@ -36,23 +36,65 @@ def url_scheme(https: str | None, request_scheme: str | None) -> str:
 
 
 def split_script_path(
-    script_name: str | None, path_info: str | None, root_path: str = ""
+    script_name: str | None,
+    path_info: str | None,
+    root_path: str = "",
+    *,
+    mount_point: bool = False,
 ) -> tuple[str, str]:
     """SCRIPT_NAME and PATH_INFO per §6.1.
 
     With no PATH_INFO (stock nginx, Apache ProxyPass) SCRIPT_NAME holds the whole path: it
     becomes PATH_INFO. Then a configured mount prefix moves back into SCRIPT_NAME, on a segment
     boundary only (``/app`` takes ``/app`` and ``/app/x``, not ``/apple``). A split the server
-    made itself (fcgid, lighttpd, nginx split, Caddy split) is kept as given. The path is never
-    rebuilt from REQUEST_URI, which is raw and may be stale (mod_fcgid internal redirects).
+    made itself (fcgid, lighttpd, nginx split, Caddy split) is kept as given, and so is a
+    ``mount_point`` (see is_mount_point) unless a prefix is configured: that prefix says where
+    the app is mounted. The path is never rebuilt from REQUEST_URI, which is raw and may be
+    stale (mod_fcgid internal redirects).
     """
+    prefix = normalise_root_path(root_path)
     if path_info is None:
+        if mount_point and not prefix:
+            return script_name or "", ""
         script_name, path_info = "", script_name or ""
     script_name = script_name or ""
-    prefix = normalise_root_path(root_path)
     if prefix and not script_name and _under(path_info, prefix):
         script_name, path_info = prefix, path_info[len(prefix) :]
     return script_name, path_info
+
+
+def is_mount_point(param: Callable[[str], str | None]) -> bool:
+    """True when SCRIPT_NAME came without PATH_INFO because the request is for exactly the
+    mount point, not because SCRIPT_NAME is the whole path (``param`` gets a param's value).
+
+    A server that splits the path into SCRIPT_NAME and PATH_INFO sends no PATH_INFO when
+    nothing is left after the mount point: HAProxy's ``path-info ^(/app)(/.*)?$`` and
+    lighttpd's ``"/app"`` prefix, for ``GET /app`` (web-servers.md §7; HAProxy 2.6 and
+    lighttpd 1.4.69 seen doing it). Both map SCRIPT_NAME to a file under the document root,
+    as CGI does: SCRIPT_FILENAME is DOCUMENT_ROOT + SCRIPT_NAME. The whole-path senders do not:
+    nginx sends DOCUMENT_URI (= SCRIPT_NAME, §1), Apache ProxyPass a ``proxy:fcgi://``
+    SCRIPT_FILENAME (its GENERIC type: the path after the mount), cgi-fcgi neither file.
+    REQUEST_URI must name SCRIPT_NAME itself: the request left nothing for PATH_INFO.
+
+    HAProxy without ``path-info`` sends every path this way too, and nothing in the params
+    tells it apart, so it needs ``path-info ^()(/.*)$`` at the root (README), or --root-path,
+    which takes precedence (split_script_path).
+    """
+    if param("PATH_INFO") is not None or param("DOCUMENT_URI") is not None:
+        return False
+    script_name = param("SCRIPT_NAME")
+    if not script_name or script_name.endswith("/"):
+        return False
+    filename, root = param("SCRIPT_FILENAME"), param("DOCUMENT_ROOT")
+    if filename is None or root is None or not filename.endswith(script_name):
+        return False
+    if filename[: -len(script_name)].rstrip("/") != root.rstrip("/"):
+        return False
+    request_uri = param("REQUEST_URI")
+    if request_uri is None:
+        return False
+    target = request_uri.partition("?")[0].encode("latin-1")
+    return unquote_to_bytes(target) == script_name.encode("latin-1")
 
 
 def normalise_root_path(root_path: str) -> str:
@@ -98,8 +140,12 @@ def wsgi_environ(params: Pairs, root_path: str = "") -> dict[str, Any]:
                 value = previous + ("; " if name == "HTTP_COOKIE" else ", ") + value
         # §6.3: other repeats come from overlapping server config: the last one wins.
         environ[name] = value
+    path_info = environ.get("PATH_INFO")
     environ["SCRIPT_NAME"], environ["PATH_INFO"] = split_script_path(
-        environ.get("SCRIPT_NAME"), environ.get("PATH_INFO"), root_path
+        environ.get("SCRIPT_NAME"),
+        path_info,
+        root_path,
+        mount_point=path_info is None and is_mount_point(environ.get),
     )
     _normalise_body_headers(environ)
     scheme = url_scheme(environ.get("HTTPS"), environ.get("REQUEST_SCHEME"))
