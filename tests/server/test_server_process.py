@@ -118,6 +118,43 @@ def test_bad_settings_exit_with_a_clear_message(args: list[str]) -> None:
     assert result.stderr.startswith("fcgigw: ")
 
 
+@pytest.mark.parametrize(
+    ("args", "variables", "message"),
+    [
+        (["--threads", "abc"], {}, "--threads wants a whole number, got 'abc'"),
+        (
+            [],
+            {"FCGIGW_THREADS": "8 threads"},
+            "FCGIGW_THREADS wants a whole number, got '8 threads'",
+        ),
+        (["--max-params-bytes", "1e6"], {}, "--max-params-bytes wants a whole number, got '1e6'"),
+        (
+            ["--socket-mode", "0999"],
+            {},
+            "--socket-mode wants an octal mode such as 660, got '0999'",
+        ),
+        (
+            [],
+            {"FCGIGW_ACCESS_LOG": "maybe"},
+            "FCGIGW_ACCESS_LOG wants a boolean (true or false), got 'maybe'",
+        ),
+        (
+            ["--roles", "responder,judge"],
+            {},
+            "--roles wants one or more of responder,authorizer,filter, got 'responder,judge'",
+        ),
+    ],
+)
+def test_a_bad_option_value_says_which_option_wants_what(
+    args: list[str], variables: dict[str, str], message: str
+) -> None:
+    """The option (or variable) as the user wrote it, what it takes, and what it got; not
+    int()'s "invalid literal for int() with base 10"."""
+    result = run_to_exit(*args, "testapps:hello", env=child_environment() | variables)
+    assert result.returncode == 2
+    assert result.stderr == f"fcgigw: {message}\n"
+
+
 def test_settings_come_from_fcgigw_variables() -> None:
     environ = child_environment() | {"FCGIGW_THREADS": "3", "FCGIGW_MULTIPLEX_CONNECTIONS": "no"}
     address = f"127.0.0.1:{free_port()}"
