@@ -155,6 +155,19 @@ def test_a_bad_option_value_says_which_option_wants_what(
     assert result.stderr == f"fcgigw: {message}\n"
 
 
+@pytest.mark.parametrize(
+    ("args", "variables"), [(["--bind", "localhost"], {}), ([], {"FCGIGW_BIND": "localhost"})]
+)
+def test_a_bind_address_without_a_port_lists_every_form_bind_takes(
+    args: list[str], variables: dict[str, str]
+) -> None:
+    result = run_to_exit(*args, "testapps:hello", env=child_environment() | variables)
+    assert result.returncode == 2
+    assert result.stderr == (
+        "fcgigw: address must be HOST:PORT, [IPV6]:PORT, unix:PATH or fd://N, got 'localhost'\n"
+    )
+
+
 def test_settings_come_from_fcgigw_variables() -> None:
     environ = child_environment() | {"FCGIGW_THREADS": "3", "FCGIGW_MULTIPLEX_CONNECTIONS": "no"}
     address = f"127.0.0.1:{free_port()}"
