@@ -24,6 +24,12 @@ class Address:
         return format_address(self)
 
 
+#: The forms of an address, to listen on (--bind) and to connect to: an fd://N socket is
+#: inherited, so it only listens.
+_LISTEN_FORMS = "HOST:PORT, [IPV6]:PORT, unix:PATH or fd://N"
+_CONNECT_FORMS = "HOST:PORT, [IPV6]:PORT or unix:PATH"
+
+
 def parse_address(text: str, *, allow_fd: bool = False) -> Address:
     """Parse an address, with a one-line error naming what is wrong."""
     text = text.strip()
@@ -47,7 +53,8 @@ def parse_address(text: str, *, allow_fd: bool = False) -> Address:
     else:
         host, colon, port_text = text.rpartition(":")
         if not colon or ":" in host:
-            raise ValueError(f"address must be HOST:PORT, [IPV6]:PORT or unix:PATH, got {text!r}")
+            forms = _LISTEN_FORMS if allow_fd else _CONNECT_FORMS
+            raise ValueError(f"address must be {forms}, got {text!r}")
     if not is_ascii_digits(port_text) or not 0 <= int(port_text) <= 65535:
         raise ValueError(f"port must be a number from 0 to 65535, got {port_text!r}")
     return Address("tcp", host=host or "0.0.0.0", port=int(port_text))

@@ -16,7 +16,7 @@ from typing import Any
 
 from .adapters.app_loader import AppLoadError, as_asgi3, detect_interface, import_app
 from .adapters.lifespan import LifespanFailure
-from .config import Config, load_config, parse_value, setting_fields
+from .config import Config, load_config, option_name, parse_value, setting_fields
 from .server.aio import AsyncServer
 from .server.cgi import serve_cgi, started_as_cgi
 from .server.listeners import BindError, open_listeners
@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
         if item.name == "app":
             parser.add_argument("app", nargs="?", metavar="APP", help=help_text)
             continue
-        flag = "--" + item.name.replace("_", "-")
+        flag = option_name(item.name)
         if isinstance(item.default, bool):
             parser.add_argument(
                 flag, dest=item.name, action=argparse.BooleanOptionalAction, help=help_text
@@ -70,12 +70,15 @@ def config_from_args(argv: Sequence[str], environ: dict[str, str] | None = None)
     for name, value in vars(namespace).items():
         if value is None:
             continue
+        option = option_name(name)
         if name == "app" or isinstance(value, bool):
             overrides[name] = value
         elif isinstance(value, list):
-            overrides[name] = tuple(part for text in value for part in parse_value(name, text))
+            overrides[name] = tuple(
+                part for text in value for part in parse_value(name, text, given_as=option)
+            )
         else:
-            overrides[name] = parse_value(name, value)
+            overrides[name] = parse_value(name, value, given_as=option)
     return load_config(overrides, environ)
 
 

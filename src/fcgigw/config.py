@@ -206,8 +206,8 @@ def _parse_list(text: str) -> tuple[str, ...]:
 def _parse_roles(text: str) -> frozenset[Role]:
     try:
         return frozenset(ROLE_NAMES[part.strip().lower()] for part in text.split(","))
-    except KeyError as error:
-        raise ValueError(f"unknown role {error.args[0]!r}") from None
+    except KeyError:
+        raise ValueError("one or more of responder,authorizer,filter") from None
 
 
 def _parse_bool(text: str) -> bool:
@@ -215,29 +215,54 @@ def _parse_bool(text: str) -> bool:
         return True
     if text.lower() in ("0", "false", "no", "off", ""):
         return False
-    raise ValueError(f"want a boolean (true/false), got {text!r}")
+    raise ValueError("a boolean (true or false)")
+
+
+def _parse_int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError("a whole number") from None
+
+
+def _parse_mode(text: str) -> int:
+    try:
+        return int(text, 8)
+    except ValueError:
+        raise ValueError("an octal mode such as 660") from None
 
 
 _PARSERS: dict[str, Any] = {
     "bind": _parse_list,
     "allow_from": _parse_list,
     "roles": _parse_roles,
-    "socket_mode": lambda text: int(text, 8),
+    "socket_mode": _parse_mode,
 }
 
 
-def parse_value(name: str, text: str) -> Any:
-    """Turn the text of an option or FCGIGW_* variable into the field's value."""
-    default = Config.__dataclass_fields__[name].default
-    parser = _PARSERS.get(name)
-    if parser is None:
-        parser = (
-            _parse_bool if isinstance(default, bool) else int if isinstance(default, int) else str
-        )
+def option_name(name: str) -> str:
+    """The command-line option of setting ``name``: ``threads`` → ``--threads``."""
+    return "--" + name.replace("_", "-")
+
+
+def parse_value(name: str, text: str, *, given_as: str = "") -> Any:
+    """Turn the text of an option or FCGIGW_* variable into the field's value. A ValueError
+    says what ``given_as`` (the option or variable the text came from; the setting's name
+    by default) wants, and what it got."""
     try:
-        return parser(text)
+        return _parser_for(name)(text)
     except ValueError as error:
-        raise ValueError(f"{name}: {error}") from None
+        raise ValueError(f"{given_as or name} wants {error}, got {text!r}") from None
+
+
+def _parser_for(name: str) -> Any:
+    parser = _PARSERS.get(name)
+    if parser is not None:
+        return parser
+    default = Config.__dataclass_fields__[name].default
+    if isinstance(default, bool):
+        return _parse_bool
+    return _parse_int if isinstance(default, int) else str
 
 
 def from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
@@ -245,11 +270,12 @@ def from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
     values: dict[str, Any] = {}
     addrs = environ.get("FCGI_WEB_SERVER_ADDRS", "").strip()
     if addrs:
-        values["allow_from"] = parse_value("allow_from", addrs)
+        values["allow_from"] = parse_value("allow_from", addrs, given_as="FCGI_WEB_SERVER_ADDRS")
     for item in setting_fields():
-        text = environ.get("FCGIGW_" + item.name.upper())
+        variable = "FCGIGW_" + item.name.upper()
+        text = environ.get(variable)
         if text is not None:
-            values[item.name] = parse_value(item.name, text)
+            values[item.name] = parse_value(item.name, text, given_as=variable)
     return values
 
 
@@ -276,7 +302,7 @@ def settings_markdown() -> str:
     """The README's settings table, made from the fields (tests/test_readme.py compares)."""
     rows = ["| option | environment | default | meaning |", "|---|---|---|---|"]
     for item in setting_fields():
-        option = "APP" if item.name == "app" else "--" + item.name.replace("_", "-")
+        option = "APP" if item.name == "app" else option_name(item.name)
         default = (
             oct(item.default)[2:] if item.name == "socket_mode" else _default_text(item.default)
         )

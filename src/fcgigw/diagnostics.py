@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
+from .adapters.params import is_mount_point
 from .authorizer import AuthRequest
 from .readme import guidance_html
 
@@ -44,6 +45,10 @@ _SOFTWARE = (
     (b"caddy", "caddy"),
     (b"apache", "apache-fcgid"),
 )
+
+
+def _text(value: bytes | None) -> str | None:
+    return None if value is None else value.decode("latin-1")
 
 
 def detect_server(params: Pairs) -> str | None:
@@ -92,6 +97,15 @@ def warnings(params: Pairs, environ: dict[str, Any]) -> list[str]:
             "SCRIPT_NAME has more than one segment while PATH_INFO is set: lighttpd with a "
             'trailing slash in its prefix ("/app/") moves a path segment into SCRIPT_NAME. Use '
             '"/app" without the slash.'
+        )
+    if is_mount_point(lambda name: _text(values.get(name.encode()))):
+        found.append(
+            "The server sent SCRIPT_NAME without PATH_INFO, and its document root holds that "
+            "path: fcgigw took this URL for the point where the app is mounted, as HAProxy "
+            "(path-info) and lighttpd send it for exactly that URL. If the app is not mounted "
+            "there, the server does not split the path: give HAProxy's fcgi-app a path-info "
+            "line (path-info ^()(/.*)$ at the root of the site, ^(/app)(/.*)?$ under /app), or "
+            "start fcgigw with --root-path PREFIX."
         )
     server = detect_server(params) or ""
     if server.startswith("apache") and b"HTTP_AUTHORIZATION" not in names:

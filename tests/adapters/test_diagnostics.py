@@ -8,7 +8,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_params import apache_proxy_fcgi_chunked, caddy_chunked, cgi_fcgi, h2o_tls, lighttpd, nginx
+from test_params import (
+    apache_proxy_fcgi_chunked,
+    at_mount_point,
+    caddy_chunked,
+    cgi_fcgi,
+    h2o_tls,
+    lighttpd,
+    nginx,
+)
 
 from fcgigw import diagnostics, readme
 from fcgigw.adapters.params import wsgi_environ
@@ -95,6 +103,15 @@ def test_warnings_for_lighttpd_trailing_slash_and_environment_leaks() -> None:
     slash = [(b"SCRIPT_NAME", b"/slash/foo"), (b"PATH_INFO", b"/bar")]
     assert any("trailing slash" in w for w in warnings(slash, wsgi_environ(slash)))
     assert any("whole environment" in w for w in warnings(cgi_fcgi(), wsgi_environ(cgi_fcgi())))
+
+
+def test_a_mount_point_without_path_info_points_haproxy_users_at_path_info() -> None:
+    """HAProxy without path-info sends every URL as its path-info sends the mount point."""
+    params = at_mount_point("haproxy")
+    found = warnings(params, wsgi_environ(params))
+    assert any("path-info ^()(/.*)$" in w for w in found)
+    params = at_mount_point("nginx")
+    assert not any("path-info" in w for w in warnings(params, wsgi_environ(params)))
 
 
 def test_apache_without_authorization_is_pointed_at_cgipassauth() -> None:

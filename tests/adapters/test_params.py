@@ -1,12 +1,17 @@
-"""The params translator against what each real server sends (web-servers.md §1, §4, §5).
+"""The params translator against what each real server sends (web-servers.md §1, §4, §5, §7).
 
 Request: GET /app/foo/bar?x=1&y=a%20b&z=%2F&u=%C3%A9 with the app mounted at /app.
 """
 
 from __future__ import annotations
 
-import pytest
+import asyncio
+import wsgiref.util
 
+import pytest
+from memory_channels import AsyncMemoryChannel, MemoryChannel
+
+from fcgigw.adapters.asgi import build_scope, run_asgi
 from fcgigw.adapters.params import (
     address_pair,
     asgi_headers,
@@ -19,6 +24,7 @@ from fcgigw.adapters.params import (
     url_scheme,
     wsgi_environ,
 )
+from fcgigw.adapters.wsgi import run_wsgi
 
 QUERY = b"x=1&y=a%20b&z=%2F&u=%C3%A9"
 URI = b"/app/foo/bar?" + QUERY
@@ -158,6 +164,119 @@ def test_script_name_and_path_info_for_every_server(
     assert environ["QUERY_STRING"] in ("", QUERY.decode())
 
 
+def at_mount_point(server: str) -> Pairs:
+    """``GET /app?x=1``, exactly the mount point, as each server sends it (HAProxy 2.6 and
+    lighttpd 1.4.69 captured; web-servers.md §1, §7)."""
+    request = {b"REQUEST_URI": b"/app?x=1", b"QUERY_STRING": b"x=1", b"REQUEST_METHOD": b"GET"}
+    shapes: dict[str, dict[bytes, bytes]] = {
+        # path-info ^(/app)(/.*)?$ matched with nothing for PATH_INFO: HAProxy sends none
+        "haproxy": {b"SCRIPT_FILENAME": b"/srv/www/app", b"DOCUMENT_ROOT": b"/srv/www"},
+        "haproxy-docroot-slash": {b"SCRIPT_FILENAME": b"//app", b"DOCUMENT_ROOT": b"/"},
+        "lighttpd": {
+            b"SCRIPT_FILENAME": b"/var/www/html/app",
+            b"DOCUMENT_ROOT": b"/var/www/html",
+            b"SERVER_SOFTWARE": b"lighttpd/1.4.69",
+        },
+        "nginx": {b"DOCUMENT_URI": b"/app"},  # stock fastcgi_params: the whole path
+        "nginx-fastcgi.conf": {  # the PHP-style file also sends SCRIPT_FILENAME
+            b"DOCUMENT_URI": b"/app",
+            b"SCRIPT_FILENAME": b"/var/www/html/app",
+            b"DOCUMENT_ROOT": b"/var/www/html",
+        },
+        "apache-proxy": {
+            b"SCRIPT_FILENAME": b"proxy:fcgi://127.0.0.1:9000/app",
+            b"DOCUMENT_ROOT": b"/var/www/html",
+        },
+        "apache-proxy-generic": {b"SCRIPT_FILENAME": b"/app", b"DOCUMENT_ROOT": b"/var/www/html"},
+        "no-request-uri": {b"SCRIPT_FILENAME": b"/srv/www/app", b"DOCUMENT_ROOT": b"/srv/www"},
+    }
+    params = {**request, b"SCRIPT_NAME": b"/app", **shapes[server]}
+    if server == "no-request-uri":
+        del params[b"REQUEST_URI"]
+    return list(params.items())
+
+
+@pytest.mark.parametrize(
+    ("server", "root_path", "script_name", "path_info"),
+    [
+        ("haproxy", "", "/app", ""),
+        ("haproxy", "/app", "/app", ""),
+        ("haproxy-docroot-slash", "", "/app", ""),
+        ("lighttpd", "", "/app", ""),
+        ("nginx", "", "", "/app"),
+        ("nginx", "/app", "/app", ""),
+        ("nginx-fastcgi.conf", "", "", "/app"),
+        ("apache-proxy", "", "", "/app"),
+        ("apache-proxy-generic", "", "", "/app"),
+        ("no-request-uri", "", "", "/app"),
+    ],
+)
+def test_a_request_for_exactly_the_mount_point_keeps_it_in_script_name(
+    server: str, root_path: str, script_name: str, path_info: str
+) -> None:
+    """HAProxy and lighttpd split the path themselves and send no PATH_INFO when nothing
+    follows the mount point; nginx and Apache ProxyPass send the whole path that way."""
+    params = at_mount_point(server)
+    environ = wsgi_environ(params, root_path)
+    assert (environ["SCRIPT_NAME"], environ["PATH_INFO"]) == (script_name, path_info)
+    scope = build_scope(AsyncMemoryChannel(tuple(params)), root_path)
+    assert (scope["root_path"], scope["path"]) == (script_name, script_name + path_info)
+
+
+def test_a_haproxy_mount_point_is_where_flask_and_starlette_apps_start() -> None:
+    """What a user sees at https://host/app behind HAProxy's path-info: the app's own
+    redirect to /app/ (it was a 404 for the app's route "/app")."""
+    flask = pytest.importorskip("flask")
+    applications = pytest.importorskip("starlette.applications")
+    responses = pytest.importorskip("starlette.responses")
+    routing = pytest.importorskip("starlette.routing")
+    params = (*at_mount_point("haproxy"), (b"HTTP_HOST", b"example.test"))
+
+    wsgi_app = flask.Flask(__name__)
+    wsgi_app.add_url_rule("/", "index", lambda: "home")
+    channel = MemoryChannel(params)
+    run_wsgi(wsgi_app, channel)
+    status, headers, _ = channel.response()
+    assert (status[:3], headers["Location"]) == ("308", "http://example.test/app/?x=1")
+
+    async def home(request: object) -> object:
+        return responses.PlainTextResponse("home")
+
+    asgi_app = applications.Starlette(routes=[routing.Route("/", home)])
+    async_channel = AsyncMemoryChannel(params)
+    asyncio.run(run_asgi(asgi_app, async_channel))
+    status, headers, _ = async_channel.response()
+    assert (status[:3], headers["location"]) == ("307", "http://example.test/app/?x=1")
+
+
+def test_haproxy_without_path_info_needs_the_root_path_under_a_sub_path() -> None:
+    """Without ``path-info`` HAProxy sends every path as a mount point would look: the
+    ambiguity is_mount_point documents. --root-path settles it."""
+    params = [
+        (b"SCRIPT_NAME", b"/app/foo/bar"),
+        (b"REQUEST_URI", b"/app/foo/bar"),
+        (b"SCRIPT_FILENAME", b"/srv/www/app/foo/bar"),
+        (b"DOCUMENT_ROOT", b"/srv/www"),
+    ]
+    environ = wsgi_environ(params, "/app")
+    assert (environ["SCRIPT_NAME"], environ["PATH_INFO"]) == ("/app", "/foo/bar")
+    root = [(b"SCRIPT_NAME", b"/"), (b"REQUEST_URI", b"/")]
+    root += [(b"SCRIPT_FILENAME", b"/srv/www/"), (b"DOCUMENT_ROOT", b"/srv/www")]
+    environ = wsgi_environ(root)
+    assert (environ["SCRIPT_NAME"], environ["PATH_INFO"]) == ("", "/")
+
+
+def test_a_percent_encoded_mount_point_is_recognised() -> None:
+    params = [
+        (b"SCRIPT_NAME", "/caf\u00e9".encode()),
+        (b"REQUEST_URI", b"/caf%C3%A9?x=1"),
+        (b"SCRIPT_FILENAME", "/srv/www/caf\u00e9".encode()),
+        (b"DOCUMENT_ROOT", b"/srv/www"),
+    ]
+    environ = wsgi_environ(params)
+    assert (environ["SCRIPT_NAME"], environ["PATH_INFO"]) == ("/caf\u00c3\u00a9", "")
+
+
 def test_root_path_only_on_a_segment_boundary() -> None:
     assert split_script_path("/apple/x", None, "/app") == ("", "/apple/x")
     assert split_script_path("/app", None, "/app") == ("/app", "")
@@ -213,7 +332,7 @@ def test_missing_cgi_variables_get_pep_3333_defaults() -> None:
     assert environ["SERVER_PROTOCOL"] == "HTTP/1.0"
     assert environ["QUERY_STRING"] == ""
     environ = wsgi_environ([(b"HTTP_HOST", b"[::1]:8443"), (b"HTTPS", b"ON")])
-    assert (environ["SERVER_NAME"], environ["SERVER_PORT"]) == ("::1", "8443")
+    assert (environ["SERVER_NAME"], environ["SERVER_PORT"]) == ("[::1]", "8443")
 
 
 @pytest.mark.parametrize(
@@ -243,8 +362,60 @@ def test_url_scheme(https: str | None, scheme: str | None, expected: str) -> Non
 def test_split_host() -> None:
     assert split_host("example.test:8080") == ("example.test", "8080")
     assert split_host("example.test") == ("example.test", "")
-    assert split_host("[::1]:80") == ("::1", "80")
-    assert split_host("[::1]") == ("::1", "")
+    assert split_host("example.test:") == ("example.test", "")  # RFC 3986: an empty port
+    assert split_host("[::1]:80") == ("[::1]", "80")  # RFC 3875 §4.1.14 keeps the brackets
+    assert split_host("[::1]") == ("[::1]", "")
+    assert split_host("::1") == ("::1", "")  # a bare IPv6 address has no port
+    assert split_host("example.test:8x") == ("example.test:8x", "")
+
+
+def haproxy(host: bytes) -> Pairs:
+    """HAProxy 2.6 fcgi-app (web-servers.md §7): SERVER_NAME is the Host header verbatim,
+    SERVER_PORT the frontend's port, and no SERVER_ADDR."""
+    return [
+        (b"GATEWAY_INTERFACE", b"CGI/1.1"),
+        (b"DOCUMENT_ROOT", b"/srv/www"),
+        (b"SCRIPT_NAME", b"/app"),
+        (b"PATH_INFO", b"/foo/bar"),
+        (b"REQUEST_URI", b"/app/foo/bar"),
+        (b"REQUEST_METHOD", b"GET"),
+        (b"QUERY_STRING", b""),
+        (b"SERVER_NAME", host),
+        (b"SERVER_PORT", b"8080"),
+        (b"SERVER_PROTOCOL", b"HTTP/1.1"),
+        (b"REMOTE_ADDR", b"127.0.0.1"),
+        (b"REMOTE_PORT", b"52254"),
+        (b"SCRIPT_FILENAME", b"/srv/www/app"),
+        (b"CONTENT_LENGTH", b"0"),
+        (b"SERVER_SOFTWARE", b"HAProxy 2.6.12-1+deb12u4"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("host", "server_name", "asgi_server", "url"),
+    [
+        (b"127.0.0.1:8080", "127.0.0.1", ("127.0.0.1", 8080), "http://127.0.0.1:8080/app/foo/bar"),
+        (b"example.test:8080", "example.test", ("example.test", 8080), None),
+        (b"[::1]:8080", "[::1]", ("::1", 8080), "http://[::1]:8080/app/foo/bar"),
+        (b"example.test", "example.test", ("example.test", 8080), None),
+    ],
+)
+def test_server_name_loses_the_port_haproxy_copies_from_the_host_header(
+    host: bytes, server_name: str, asgi_server: tuple[str, int], url: str | None
+) -> None:
+    """HAProxy's SERVER_NAME ``127.0.0.1:8080`` is not a server-name (RFC 3875 §4.1.14).
+    Without a Host header, apps build their URLs from these, so a port left in them doubles:
+    ``http://127.0.0.1:8080:8080/``."""
+    environ = wsgi_environ(haproxy(host))
+    assert (environ["SERVER_NAME"], environ["SERVER_PORT"]) == (server_name, "8080")
+    channel = AsyncMemoryChannel(tuple(haproxy(host)))
+    scope = build_scope(channel, "")
+    assert scope["server"] == asgi_server
+    if url is not None:
+        # PEP 3333's reconstruction (wsgiref) and Starlette's, both from the server's own name.
+        assert wsgiref.util.request_uri(environ) == url
+        starlette = pytest.importorskip("starlette.datastructures")
+        assert str(starlette.URL(scope=scope)) == url
 
 
 # -- the ASGI pieces -------------------------------------------------------------------------

@@ -4,82 +4,14 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from memory_channels import BASE_PARAMS, MemoryChannel
 
-from fcgigw.adapters.channel import ClientDisconnected
 from fcgigw.adapters.wsgi import run_wsgi
 from fcgigw.protocol import Role
-
-BASE_PARAMS = (
-    (b"REQUEST_METHOD", b"GET"),
-    (b"SCRIPT_NAME", b"/page"),
-    (b"REQUEST_URI", b"/page?x=1"),
-    (b"QUERY_STRING", b"x=1"),
-    (b"SERVER_NAME", b"localhost"),
-    (b"SERVER_PORT", b"80"),
-    (b"SERVER_PROTOCOL", b"HTTP/1.1"),
-    (b"HTTP_HOST", b"example.test"),
-)
-
-
-class MemoryChannel:
-    """A RequestChannel that records what the adapter sends."""
-
-    def __init__(
-        self,
-        params: tuple[tuple[bytes, bytes], ...] = BASE_PARAMS,
-        body_chunks: Iterable[bytes] = (),
-        role: Role = Role.RESPONDER,
-    ) -> None:
-        self.request_id = 1
-        self.role = role
-        self.params = params
-        self._input = list(body_chunks)
-        self.aborted = False
-        self.stdout_writes: list[bytes] = []
-        self.stderr = b""
-        self.finished: tuple[int, bytes] | None = None
-        self.reads = 0
-
-    def read_input(self, size: int) -> bytes:
-        self.reads += 1
-        if not self._input:
-            return b""
-        chunk = self._input.pop(0)
-        if len(chunk) > size:
-            self._input.insert(0, chunk[size:])
-            chunk = chunk[:size]
-        return chunk
-
-    def send_stdout(self, data: bytes) -> None:
-        if self.aborted:
-            raise ClientDisconnected("gone")
-        self.stdout_writes.append(data)
-
-    def send_stderr(self, data: bytes) -> None:
-        self.stderr += data
-
-    def finish(self, app_status: int, last_stdout: bytes = b"") -> None:
-        assert self.finished is None, "finish called twice"
-        self.finished = (app_status, last_stdout)
-
-    @property
-    def stdout(self) -> bytes:
-        return b"".join(self.stdout_writes) + (self.finished[1] if self.finished else b"")
-
-    @property
-    def app_status(self) -> int:
-        assert self.finished is not None
-        return self.finished[0]
-
-    def response(self) -> tuple[str, dict[str, str], bytes]:
-        head, _, body = self.stdout.partition(b"\r\n\r\n")
-        lines = head.decode("latin-1").split("\r\n")
-        headers = dict(line.split(": ", 1) for line in lines)
-        return headers.pop("Status"), headers, body
 
 
 def run(app: Any, channel: MemoryChannel | None = None, root_path: str = "") -> MemoryChannel:
@@ -385,3 +317,54 @@ def test_disconnect_mid_response_stops_iteration_and_closes() -> None:
     assert produced == [0, 1, 2]
     assert closed == [True]
     assert channel.app_status == 1
+
+
+def with_method(method: bytes) -> tuple[tuple[bytes, bytes], ...]:
+    return tuple((n, method if n == b"REQUEST_METHOD" else v) for n, v in BASE_PARAMS)
+
+
+def test_flask_head_is_a_complete_response_not_a_short_one(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Werkzeug answers HEAD with GET's Content-Length and no body (RFC 9110 §9.3.2)."""
+    flask = pytest.importorskip("flask")
+    app = flask.Flask(__name__)
+    app.add_url_rule("/page", "page", lambda: "hello, world")
+
+    with caplog.at_level(logging.INFO, logger="fcgigw"):
+        channel = run(app, MemoryChannel(with_method(b"HEAD")))
+    status, headers, body = channel.response()
+    assert (status, headers["Content-Length"], body) == ("200 OK", "12", b"")
+    assert channel.app_status == 0
+    assert not [record for record in caplog.records if record.levelno >= logging.WARNING]
+
+
+def test_a_not_modified_response_keeps_its_content_length_without_a_body(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """RFC 9110 §8.6: a 304 may carry the Content-Length a 200 would have had."""
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("304 Not Modified", [("ETag", '"v1"'), ("Content-Length", "12")])
+        return []
+
+    with caplog.at_level(logging.INFO, logger="fcgigw"):
+        channel = run(app)
+    assert channel.app_status == 0
+    assert channel.response()[1]["Content-Length"] == "12"
+    assert not [record for record in caplog.records if record.levelno >= logging.WARNING]
+
+
+def test_a_get_body_short_of_its_content_length_is_still_an_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The control for the two above: the same app over GET sends too little."""
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("200 OK", [("Content-Length", "12")])
+        return [b"hello"]
+
+    with caplog.at_level(logging.INFO, logger="fcgigw"):
+        channel = run(app)
+    assert channel.app_status == 1
+    assert "response shorter than its Content-Length (5 of 12 bytes)" in caplog.text

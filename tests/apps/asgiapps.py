@@ -136,6 +136,17 @@ async def wait_disconnect(scope: dict[str, Any], receive: Receive, send: Send) -
     note(f"received {message['type']}")
 
 
+async def stream_until_disconnect(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+    """Starts a response, then waits for http.disconnect and returns without finishing it (a
+    long poll or an event stream whose client went away)."""
+    await read_body(receive)
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"first\n", "more_body": True})
+    note("streaming until disconnect")
+    message = await receive()
+    note(f"stream got {message['type']}")
+
+
 async def pathsend(scope: dict[str, Any], receive: Receive, send: Send) -> None:
     path = scope["query_string"].decode().partition("=")[2]
     await send({"type": "http.response.start", "status": 200, "headers": []})

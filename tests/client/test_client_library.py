@@ -51,6 +51,11 @@ def test_fd_addresses_only_for_listening() -> None:
     assert parse_address("fd://3", allow_fd=True).fd == 3
     with pytest.raises(ValueError):
         parse_address("fd://x", allow_fd=True)
+    # so only a listening address's error offers the form
+    with pytest.raises(ValueError, match=r"or unix:PATH, got 'localhost'$"):
+        parse_address("localhost")
+    with pytest.raises(ValueError, match=r"unix:PATH or fd://N, got 'localhost'$"):
+        parse_address("localhost", allow_fd=True)
 
 
 def test_cgi_response_parsing() -> None:

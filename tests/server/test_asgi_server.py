@@ -155,6 +155,23 @@ def test_disconnect_when_the_connection_closes(asgi: RunningProcess) -> None:
     asgi.wait_for_log("received http.disconnect", before + 1)
 
 
+def test_a_client_gone_mid_response_is_an_info_line_not_an_error(asgi: RunningProcess) -> None:
+    """The app saw http.disconnect and returned with its response unfinished: the client
+    left, which is no application error (as for WSGI)."""
+    log = asgi.log()
+    gone_line = "INFO fcgigw.asgi: request 1: the web server went away mid-response"
+    gone = log.count(gone_line)
+    unfinished = log.count("the application did not finish its response")
+    client = FastCGIClient(asgi.address, timeout=TIMEOUT)
+    client.begin(build_params("GET", "/app/stream_until_disconnect"))
+    client.send_stream(1, b"", RecordType.STDIN)
+    asgi.wait_for_log("streaming until disconnect", log.count("streaming until disconnect") + 1)
+    client.close()
+    asgi.wait_for_log("stream got http.disconnect", log.count("stream got http.disconnect") + 1)
+    asgi.wait_for_log(gone_line, gone + 1)
+    assert asgi.log().count("the application did not finish its response") == unfinished
+
+
 def test_connections_closed_early_or_malformed_leave_the_server_serving(
     asgi: RunningProcess,
 ) -> None:

@@ -9,6 +9,7 @@ import socket
 import stat
 import subprocess
 import threading
+import traceback
 from pathlib import Path
 
 import pytest
@@ -44,9 +45,12 @@ def test_an_app_that_cannot_be_imported_is_a_one_line_error() -> None:
 @pytest.mark.parametrize(
     ("source", "shown"),
     [
-        ("import no_such_dependency\napp = None\n", "No module named 'no_such_dependency'"),
+        (
+            "import no_such_dependency\napp = None\n",
+            "ModuleNotFoundError: No module named 'no_such_dependency'",
+        ),
         ("SETTINGS['x']\n", "NameError: name 'SETTINGS' is not defined"),
-        ("def app(environ, start_response)\n", "SyntaxError"),
+        ("import ast\nast.parse('x(')\n", "SyntaxError: '(' was never closed"),  # at run time
     ],
 )
 def test_an_app_whose_own_code_fails_to_import_shows_its_traceback(
@@ -60,7 +64,31 @@ def test_an_app_whose_own_code_fails_to_import_shows_its_traceback(
     assert "Traceback (most recent call last)" in result.stderr
     assert 'brokenapp.py", line' in result.stderr
     assert shown in result.stderr
-    assert result.stderr.strip().splitlines()[-1].startswith("fcgigw: importing 'brokenapp' failed")
+    last = result.stderr.strip().splitlines()[-1]
+    assert last == f"fcgigw: importing 'brokenapp' failed: {shown}"
+    assert "Error(" not in result.stderr  # the error's own line, not its repr
+
+
+@pytest.mark.parametrize(
+    "source",
+    ["def app(environ, start_response)\n    return []\n", "app = None\n  oops = 1\n"],
+)
+def test_a_syntax_error_in_the_app_shows_where_once_without_a_traceback(
+    tmp_path: Path, source: str
+) -> None:
+    """All of stderr is one line from fcgigw and Python's own report of the module that does
+    not compile (file, line, the line with a caret, the message): no traceback, no repr."""
+    path = tmp_path / "brokenapp.py"
+    path.write_text(source)
+    with pytest.raises(SyntaxError) as compiled:
+        compile(source, str(path), "exec")
+    report = "".join(traceback.format_exception_only(compiled.value))
+    assert f'File "{path}", line' in report
+    env = child_environment()
+    env["PYTHONPATH"] += os.pathsep + str(tmp_path)
+    result = run_to_exit("--bind", f"127.0.0.1:{free_port()}", "brokenapp:app", env=env)
+    assert result.returncode == 3
+    assert result.stderr == "fcgigw: importing 'brokenapp' failed:\n" + report
 
 
 def test_a_missing_attribute_is_a_one_line_error() -> None:
@@ -88,6 +116,56 @@ def test_bad_settings_exit_with_a_clear_message(args: list[str]) -> None:
     result = run_to_exit(*args, "testapps:hello")
     assert result.returncode == 2
     assert result.stderr.startswith("fcgigw: ")
+
+
+@pytest.mark.parametrize(
+    ("args", "variables", "message"),
+    [
+        (["--threads", "abc"], {}, "--threads wants a whole number, got 'abc'"),
+        (
+            [],
+            {"FCGIGW_THREADS": "8 threads"},
+            "FCGIGW_THREADS wants a whole number, got '8 threads'",
+        ),
+        (["--max-params-bytes", "1e6"], {}, "--max-params-bytes wants a whole number, got '1e6'"),
+        (
+            ["--socket-mode", "0999"],
+            {},
+            "--socket-mode wants an octal mode such as 660, got '0999'",
+        ),
+        (
+            [],
+            {"FCGIGW_ACCESS_LOG": "maybe"},
+            "FCGIGW_ACCESS_LOG wants a boolean (true or false), got 'maybe'",
+        ),
+        (
+            ["--roles", "responder,judge"],
+            {},
+            "--roles wants one or more of responder,authorizer,filter, got 'responder,judge'",
+        ),
+    ],
+)
+def test_a_bad_option_value_says_which_option_wants_what(
+    args: list[str], variables: dict[str, str], message: str
+) -> None:
+    """The option (or variable) as the user wrote it, what it takes, and what it got; not
+    int()'s "invalid literal for int() with base 10"."""
+    result = run_to_exit(*args, "testapps:hello", env=child_environment() | variables)
+    assert result.returncode == 2
+    assert result.stderr == f"fcgigw: {message}\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "variables"), [(["--bind", "localhost"], {}), ([], {"FCGIGW_BIND": "localhost"})]
+)
+def test_a_bind_address_without_a_port_lists_every_form_bind_takes(
+    args: list[str], variables: dict[str, str]
+) -> None:
+    result = run_to_exit(*args, "testapps:hello", env=child_environment() | variables)
+    assert result.returncode == 2
+    assert result.stderr == (
+        "fcgigw: address must be HOST:PORT, [IPV6]:PORT, unix:PATH or fd://N, got 'localhost'\n"
+    )
 
 
 def test_settings_come_from_fcgigw_variables() -> None:

@@ -6,6 +6,7 @@ import importlib
 import inspect
 import os
 import sys
+import traceback
 from typing import Any
 
 from asgiref.compatibility import guarantee_single_callable
@@ -25,16 +26,7 @@ def import_app(spec: str, *, factory: bool = False) -> Any:
     if cwd not in sys.path:
         # Like gunicorn and uvicorn: the app next to where you run the command is found.
         sys.path.insert(0, cwd)
-    try:
-        target: Any = importlib.import_module(module_name)
-    except ImportError as error:
-        if error.name and module_name.startswith(error.name):
-            raise AppLoadError(f"cannot import module {module_name!r}: {error}") from None
-        raise AppLoadError(f"importing {module_name!r} failed: {error!r}") from error
-    except Exception as error:
-        # The app's own code failed (a syntax error, a missing setting): same exit code, so a
-        # supervisor stops rather than restarting it in a loop; the traceback is logged.
-        raise AppLoadError(f"importing {module_name!r} failed: {error!r}") from error
+    target = _import_module(module_name)
     for part in attribute.split("."):
         try:
             target = getattr(target, part)
@@ -44,10 +36,42 @@ def import_app(spec: str, *, factory: bool = False) -> Any:
         try:
             target = target()
         except Exception as error:
-            raise AppLoadError(f"the factory {spec} failed: {error!r}") from error
+            raise AppLoadError(f"the factory {spec} failed: {_one_line(error)}") from error
     if not callable(target):
         raise AppLoadError(f"{spec} is not callable (a {type(target).__name__})")
     return target
+
+
+def _import_module(module_name: str) -> Any:
+    try:
+        return importlib.import_module(module_name)
+    except ImportError as error:
+        if error.name and module_name.startswith(error.name):
+            raise AppLoadError(f"cannot import module {module_name!r}: {error}") from None
+        raise AppLoadError(f"importing {module_name!r} failed: {_one_line(error)}") from error
+    except SyntaxError as error:
+        if not _in_source_file(error):
+            raise AppLoadError(f"importing {module_name!r} failed: {_one_line(error)}") from error
+        # The compiler's own report (file, line, the line with a caret, the message) says it
+        # all; the traceback would only add importlib's frames and the same lines again.
+        report = "".join(traceback.format_exception_only(error)).rstrip("\n")
+        raise AppLoadError(f"importing {module_name!r} failed:\n{report}") from None
+    except Exception as error:
+        # The app's own code failed (a missing setting): same exit code, so a supervisor stops
+        # rather than restarting it in a loop; the traceback is logged.
+        raise AppLoadError(f"importing {module_name!r} failed: {_one_line(error)}") from error
+
+
+def _one_line(error: BaseException) -> str:
+    """``NameError: name 'x' is not defined``: the last line of a traceback, not a repr."""
+    return traceback.format_exception_only(error)[-1].strip()
+
+
+def _in_source_file(error: SyntaxError) -> bool:
+    """True for a module's source that does not compile, as opposed to a SyntaxError the
+    app's code raised itself (compile() or ast.parse() of a string: "<string>", "<unknown>"),
+    whose traceback shows where."""
+    return bool(error.filename) and not str(error.filename).startswith("<")
 
 
 def detect_interface(app: Any) -> str:

@@ -19,7 +19,9 @@ from .params import (
     asgi_headers,
     asgi_path,
     http_version,
+    is_mount_point,
     raw_path,
+    server_pair,
     split_script_path,
     url_scheme,
 )
@@ -76,7 +78,7 @@ _CACHE_ENTRIES = 1024
 _CACHED_VALUE_BYTES = 1024
 _Paths = tuple[str, bytes | None, str]  # path, raw_path, root_path
 _Server = tuple[str, str, tuple[str, int] | None]  # http_version, scheme, server
-_paths_cache: dict[tuple[bytes | None, bytes | None, bytes | None, str], _Paths] = {}
+_paths_cache: dict[tuple[bytes | None, bytes | None, bytes | None, str, bool], _Paths] = {}
 _server_cache: dict[tuple[bytes | None, ...], _Server] = {}
 _methods: dict[bytes, str] = {}
 _ROLE_NAMES = {role: role.name for role in Role}
@@ -90,13 +92,19 @@ def _remember(cache: dict[Any, Any], key: Any, value: Any) -> None:
 
 
 def _paths(
-    script_name: bytes | None, path_info: bytes | None, request_uri: bytes | None, root: str
+    script_name: bytes | None,
+    path_info: bytes | None,
+    request_uri: bytes | None,
+    root: str,
+    mount_point: bool,
 ) -> _Paths:
     """path, raw_path and root_path (``request_uri`` without its query, see build_scope)."""
-    key = (script_name, path_info, request_uri, root)
+    key = (script_name, path_info, request_uri, root, mount_point)
     paths = _paths_cache.get(key)
     if paths is None:
-        script, info = split_script_path(_text(script_name), _text(path_info), root)
+        script, info = split_script_path(
+            _text(script_name), _text(path_info), root, mount_point=mount_point
+        )
         # ASGI 2.x: path includes root_path (Starlette and Django strip it themselves).
         full_path = script + info
         paths = (asgi_path(full_path), raw_path(_text(request_uri), full_path), asgi_path(script))
@@ -121,7 +129,7 @@ def _server(raw: dict[bytes, bytes]) -> _Server:
         server = (
             http_version(protocol),
             url_scheme(https, scheme),
-            address_pair(address or name, port),
+            server_pair(address, name, port),
         )
         if sum(len(value) for value in key if value) <= _CACHED_VALUE_BYTES:
             _remember(_server_cache, key, server)
@@ -146,8 +154,10 @@ def build_scope(
         query_at = request_uri.find(b"?")
         if query_at >= 0:
             request_uri = request_uri[: query_at + 1]
+    path_info = raw.get(b"PATH_INFO")
+    mount_point = path_info is None and is_mount_point(lambda name: _text(raw.get(name.encode())))
     path, raw_path_bytes, script_path = _paths(
-        raw.get(b"SCRIPT_NAME"), raw.get(b"PATH_INFO"), request_uri, root_path
+        raw.get(b"SCRIPT_NAME"), path_info, request_uri, root_path, mount_point
     )
     version, scheme, server = _server(raw)
     scope: Scope = {
@@ -300,26 +310,59 @@ async def run_asgi(
     try:
         await app(scope, cycle.receive, cycle.send)
     except ClientDisconnected:
-        logger.info("request %d: the web server went away mid-response", channel.request_id)
-        channel.finish(APP_STATUS_ERROR)
-        return
+        _client_left(channel)
     except RequestBodyTooLarge:
         logger.warning("request %d: body over max_request_body_bytes", channel.request_id)
         send_error(channel, 413, BODY_TOO_LARGE, headers_sent=writer.headers_sent)
-        return
     except Exception as error:
+        _app_failed(cycle, error)
+    else:
         if not cycle.response_done:
-            fail_request(channel, writer, error)
-        else:
-            logger.error("request %d: error after the response", channel.request_id, exc_info=error)
-        return
+            _app_returned_early(cycle)
+
+
+def _app_failed(cycle: _Cycle, error: Exception) -> None:
+    channel = cycle.channel
     if cycle.response_done:
-        return
-    if writer.started:
-        # The app returned mid-response: end it so the web server is not left waiting.
+        logger.error("request %d: error after the response", channel.request_id, exc_info=error)
+    elif channel.aborted and _raised_for_disconnect(error):
+        _client_left(channel)
+    else:
+        fail_request(channel, cycle.writer, error)
+
+
+def _app_returned_early(cycle: _Cycle) -> None:
+    """End a response the app returned without finishing, so the web server is not left
+    waiting. When the client has gone (the app saw http.disconnect), that is the client's
+    doing, logged as WSGI logs a cut iteration; while it is there, the app's fault."""
+    channel, writer = cycle.channel, cycle.writer
+    if channel.aborted:
+        if writer.started:
+            _client_left(channel)
+        else:
+            channel.finish(APP_STATUS_ERROR)
+    elif writer.started:
         logger.error("request %d: the application did not finish its response", channel.request_id)
         writer.finish(APP_STATUS_ERROR)
-    elif channel.aborted:
-        channel.finish(APP_STATUS_ERROR)
     else:
         fail_request(channel, writer, InvalidResponse("the application sent no response"))
+
+
+def _client_left(channel: RequestChannel) -> None:
+    """The web server went away mid-response (EOF, RST, ABORT_REQUEST): cut the request."""
+    logger.info("request %d: the web server went away mid-response", channel.request_id)
+    channel.finish(APP_STATUS_ERROR)
+
+
+def _raised_for_disconnect(error: BaseException) -> bool:
+    """True when ``error`` is the app's reaction to send() raising ClientDisconnected (ASGI
+    2.4: an OSError on a closed connection); Starlette's StreamingResponse raises its own
+    ClientDisconnect from it. Any other error stays the app's."""
+    seen: BaseException | None = error
+    for _ in range(16):  # a chain the app built could loop
+        if seen is None:
+            return False
+        if isinstance(seen, ClientDisconnected):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False

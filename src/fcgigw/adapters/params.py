@@ -5,7 +5,7 @@ web-servers.md §6 lives here, once.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
@@ -36,23 +36,65 @@ def url_scheme(https: str | None, request_scheme: str | None) -> str:
 
 
 def split_script_path(
-    script_name: str | None, path_info: str | None, root_path: str = ""
+    script_name: str | None,
+    path_info: str | None,
+    root_path: str = "",
+    *,
+    mount_point: bool = False,
 ) -> tuple[str, str]:
     """SCRIPT_NAME and PATH_INFO per §6.1.
 
     With no PATH_INFO (stock nginx, Apache ProxyPass) SCRIPT_NAME holds the whole path: it
     becomes PATH_INFO. Then a configured mount prefix moves back into SCRIPT_NAME, on a segment
     boundary only (``/app`` takes ``/app`` and ``/app/x``, not ``/apple``). A split the server
-    made itself (fcgid, lighttpd, nginx split, Caddy split) is kept as given. The path is never
-    rebuilt from REQUEST_URI, which is raw and may be stale (mod_fcgid internal redirects).
+    made itself (fcgid, lighttpd, nginx split, Caddy split) is kept as given, and so is a
+    ``mount_point`` (see is_mount_point) unless a prefix is configured: that prefix says where
+    the app is mounted. The path is never rebuilt from REQUEST_URI, which is raw and may be
+    stale (mod_fcgid internal redirects).
     """
+    prefix = normalise_root_path(root_path)
     if path_info is None:
+        if mount_point and not prefix:
+            return script_name or "", ""
         script_name, path_info = "", script_name or ""
     script_name = script_name or ""
-    prefix = normalise_root_path(root_path)
     if prefix and not script_name and _under(path_info, prefix):
         script_name, path_info = prefix, path_info[len(prefix) :]
     return script_name, path_info
+
+
+def is_mount_point(param: Callable[[str], str | None]) -> bool:
+    """True when SCRIPT_NAME came without PATH_INFO because the request is for exactly the
+    mount point, not because SCRIPT_NAME is the whole path (``param`` gets a param's value).
+
+    A server that splits the path into SCRIPT_NAME and PATH_INFO sends no PATH_INFO when
+    nothing is left after the mount point: HAProxy's ``path-info ^(/app)(/.*)?$`` and
+    lighttpd's ``"/app"`` prefix, for ``GET /app`` (web-servers.md §7; HAProxy 2.6 and
+    lighttpd 1.4.69 seen doing it). Both map SCRIPT_NAME to a file under the document root,
+    as CGI does: SCRIPT_FILENAME is DOCUMENT_ROOT + SCRIPT_NAME. The whole-path senders do not:
+    nginx sends DOCUMENT_URI (= SCRIPT_NAME, §1), Apache ProxyPass a ``proxy:fcgi://``
+    SCRIPT_FILENAME (its GENERIC type: the path after the mount), cgi-fcgi neither file.
+    REQUEST_URI must name SCRIPT_NAME itself: the request left nothing for PATH_INFO.
+
+    HAProxy without ``path-info`` sends every path this way too, and nothing in the params
+    tells it apart, so it needs ``path-info ^()(/.*)$`` at the root (README), or --root-path,
+    which takes precedence (split_script_path).
+    """
+    if param("PATH_INFO") is not None or param("DOCUMENT_URI") is not None:
+        return False
+    script_name = param("SCRIPT_NAME")
+    if not script_name or script_name.endswith("/"):
+        return False
+    filename, root = param("SCRIPT_FILENAME"), param("DOCUMENT_ROOT")
+    if filename is None or root is None or not filename.endswith(script_name):
+        return False
+    if filename[: -len(script_name)].rstrip("/") != root.rstrip("/"):
+        return False
+    request_uri = param("REQUEST_URI")
+    if request_uri is None:
+        return False
+    target = request_uri.partition("?")[0].encode("latin-1")
+    return unquote_to_bytes(target) == script_name.encode("latin-1")
 
 
 def normalise_root_path(root_path: str) -> str:
@@ -98,8 +140,12 @@ def wsgi_environ(params: Pairs, root_path: str = "") -> dict[str, Any]:
                 value = previous + ("; " if name == "HTTP_COOKIE" else ", ") + value
         # §6.3: other repeats come from overlapping server config: the last one wins.
         environ[name] = value
+    path_info = environ.get("PATH_INFO")
     environ["SCRIPT_NAME"], environ["PATH_INFO"] = split_script_path(
-        environ.get("SCRIPT_NAME"), environ.get("PATH_INFO"), root_path
+        environ.get("SCRIPT_NAME"),
+        path_info,
+        root_path,
+        mount_point=path_info is None and is_mount_point(environ.get),
     )
     _normalise_body_headers(environ)
     scheme = url_scheme(environ.get("HTTPS"), environ.get("REQUEST_SCHEME"))
@@ -121,27 +167,29 @@ def _normalise_body_headers(environ: dict[str, Any]) -> None:
 
 
 def _fill_required(environ: dict[str, Any], scheme: str) -> None:
-    """PEP 3333 requires these; cgi-fcgi and odd configs may leave some out."""
+    """PEP 3333 requires these; cgi-fcgi and odd configs may leave some out. SERVER_NAME
+    loses any port: HAProxy sends the Host header there verbatim (web-servers.md §7)."""
     environ.setdefault("REQUEST_METHOD", "GET")
     environ.setdefault("QUERY_STRING", "")
     environ.setdefault("SERVER_PROTOCOL", "HTTP/1.0")
     host, port = split_host(environ.get("HTTP_HOST", ""))
-    if not environ.get("SERVER_NAME"):
-        environ["SERVER_NAME"] = host or "localhost"
+    name, name_port = split_host(environ.get("SERVER_NAME", ""))
+    environ["SERVER_NAME"] = name or host or "localhost"
     if not environ.get("SERVER_PORT"):
-        environ["SERVER_PORT"] = (
-            port if is_ascii_digits(port) else ("443" if scheme == "https" else "80")
-        )
+        port = port or name_port
+        environ["SERVER_PORT"] = port or ("443" if scheme == "https" else "80")
 
 
-def split_host(host_header: str) -> tuple[str, str]:
-    """``example.test:8080`` → (``example.test``, ``8080``); ``[::1]:80`` → (``::1``, ``80``);
-    no port → (host, "")."""
-    if host_header.startswith("["):
-        host, _, rest = host_header[1:].partition("]")
-        return host, rest[1:] if rest.startswith(":") else ""
-    host, colon, port = host_header.partition(":")
-    return (host, port) if colon and is_ascii_digits(port) else (host_header, "")
+def split_host(host: str) -> tuple[str, str]:
+    """A Host header or SERVER_NAME as RFC 3875 §4.1.14's server-name (no port) and the port:
+    ``example.test:8080`` → (``example.test``, ``8080``), ``[::1]:80`` → (``[::1]``, ``80``);
+    no port → (host, ""). An IPv6 literal keeps its brackets, as that grammar writes it: PEP
+    3333's URL reconstruction (wsgiref, Django) appends ``":" + SERVER_PORT`` to it."""
+    name, colon, port = host.rpartition(":")
+    # A colon in what is left is a bare IPv6 address, which has no port ("::1").
+    if colon and (name.endswith("]") or ":" not in name) and (not port or is_ascii_digits(port)):
+        return name, port
+    return host, ""
 
 
 # -- pieces of the ASGI scope (used by the ASGI adapter) -------------------------------------
@@ -222,3 +270,14 @@ def address_pair(host: str | None, port: str | None) -> tuple[str, int] | None:
     if not host or port is None or not is_ascii_digits(port):
         return None
     return host, int(port)
+
+
+def server_pair(address: str | None, name: str | None, port: str | None) -> tuple[str, int] | None:
+    """ASGI ``server``: (SERVER_ADDR or SERVER_NAME, SERVER_PORT) (web-servers.md §6.4). The
+    host is written as a socket address gives it, as uvicorn and hypercorn fill it from
+    getsockname(): no port (HAProxy's SERVER_NAME has one, §7), and an IPv6 address without
+    brackets (Starlette adds them back when it builds a URL)."""
+    host = address or split_host(name or "")[0]
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return address_pair(host, port)

@@ -121,7 +121,7 @@ class ResponseWriter:
     def finish(self, app_status: int = 0, last_data: bytes = b"") -> None:
         """Send what is left and END_REQUEST, in one write when it fits."""
         output = self._take_output(last_data) if self.started else b""
-        if self._declared_length is not None and self._sent_length < self._declared_length:
+        if self._short():
             logger.error(
                 "request %d: response shorter than its Content-Length (%d of %d bytes)",
                 self._channel.request_id,
@@ -130,6 +130,15 @@ class ResponseWriter:
             )
             app_status = app_status or 1
         self._channel.finish(app_status, output)
+
+    def _short(self) -> bool:
+        """True when the body fell short of its Content-Length. A response to HEAD and a 304
+        have no body whatever their headers say (RFC 9110 §6.4.1), and their Content-Length
+        is the one a GET would get (§8.6, §9.3.2): they are complete without it."""
+        declared = self._declared_length
+        if declared is None or self._sent_length >= declared:
+            return False
+        return not self._head and self.status_code != HTTPStatus.NOT_MODIFIED
 
     def _take_output(self, data: bytes) -> bytes:
         data = self._account(data)
@@ -142,7 +151,7 @@ class ResponseWriter:
     def _account(self, data: bytes) -> bytes:
         if self._head:
             # HEAD arrives as HEAD from every server and they strip the body anyway
-            # (web-servers.md §3); don't spend the bandwidth.
+            # (web-servers.md §3); don't spend the bandwidth. Nothing is counted: _short().
             return b""
         declared = self._declared_length
         if declared is not None and self._sent_length + len(data) > declared:
