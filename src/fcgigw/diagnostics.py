@@ -34,6 +34,7 @@ SERVER_SECTIONS = {
     "lighttpd": "lighttpd",
     "h2o": "h2o",
     "caddy": "caddy",
+    "haproxy": "haproxy",
     "cgi-fcgi": "cgi-fcgi",
 }
 
@@ -43,6 +44,7 @@ _SOFTWARE = (
     (b"lighttpd", "lighttpd"),
     (b"h2o", "h2o"),
     (b"caddy", "caddy"),
+    (b"haproxy", "haproxy"),
     (b"apache", "apache-fcgid"),
 )
 

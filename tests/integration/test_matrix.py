@@ -3,8 +3,7 @@ matrix. Each server runs from its config in examples/servers/ (only ports, paths
 changed), in every way of mounting the app that config shows. Each check is written once;
 what a server does differently (web-servers.md, and what this matrix found) is data: a
 Profile per server, a Variant per mount. Two fcgigw bugs it found are replayed, failing
-every time, in test_matrix_peers.py; two that HAProxy shows (SERVER_NAME with a port, the mount
-point without PATH_INFO) are the strict xfails below.
+every time, in test_matrix_peers.py.
 
 The servers start on first use and stay up until the module ends (matrix_servers.py); each
 test makes a few requests. The README's "Web servers" table reports what this verifies.
@@ -88,7 +87,7 @@ CADDY = Profile(
 # The test is the CGI host: SERVER_SOFTWARE names no server the page knows.
 CGI_FCGI = Profile("cgi-fcgi", None, chunked_upload=False, forwards_environment=True, http=False)
 # fcgigw's diagnostics page does not know HAProxy's SERVER_SOFTWARE ("HAProxy 2.6.12...") yet.
-HAPROXY = Profile("haproxy", None, largest_chunked_upload=16 * 1024 - 1)
+HAPROXY = Profile("haproxy", "haproxy", largest_chunked_upload=16 * 1024 - 1)
 
 
 @dataclass(frozen=True)
@@ -278,27 +277,8 @@ def test_mount_point_percent_encoded_utf8_path_and_query(target: Target) -> None
         assert seen.data["raw_path"] == target.url("/echo/sp%20ace/caf%C3%A9")
 
 
-def marked(
-    mark: pytest.MarkDecorator, *profiles: Profile
-) -> Callable[[Variant, str], tuple[pytest.MarkDecorator, ...]]:
-    """``mark`` for the cases of the servers of ``profiles`` only."""
-    return lambda variant, interface: (mark,) if variant.profile in profiles else ()
-
-
-#: Fails until fcgigw tells a SCRIPT_NAME that arrives without PATH_INFO at the mount point
-#: from nginx's whole path in SCRIPT_NAME: HAProxy's path-info ^(/app)(/.*)?$ and mod_fcgid's
-#: ScriptAlias /app send GET /app as SCRIPT_NAME=/app and no PATH_INFO, and fcgigw (without
-#: --root-path, as both need none) gives the app SCRIPT_NAME="" and PATH_INFO=/app.
-MOUNT_POINT_BUG = pytest.mark.xfail(
-    strict=True,
-    reason="fcgigw bug: SCRIPT_NAME=/app without PATH_INFO (GET /app through HAProxy "
-    "path-info or mod_fcgid ScriptAlias) becomes PATH_INFO=/app; being fixed in src/",
-)
-
-
 @matrix(
     include=lambda variant, interface: variant.serves_mount_point,
-    marks=marked(MOUNT_POINT_BUG, HAPROXY, APACHE_FCGID),
 )
 def test_the_mount_point_itself(target: Target) -> None:
     """``GET /app`` (no slash): SCRIPT_NAME is the mount point and the path is empty."""
@@ -306,16 +286,7 @@ def test_the_mount_point_itself(target: Target) -> None:
     assert (seen.script_name, seen.path, seen.query) == (target.variant.prefix, "", "at=mount")
 
 
-#: Fails until fcgigw takes the port off a SERVER_NAME that carries one: HAProxy sends the
-#: Host header as SERVER_NAME (``127.0.0.1:8080``), RFC 3875 §4.1.14 allows no port there.
-SERVER_NAME_BUG = pytest.mark.xfail(
-    strict=True,
-    reason="fcgigw bug: SERVER_NAME with a port (HAProxy sends the Host header) is passed "
-    "on as it is; being fixed in src/",
-)
-
-
-@matrix(http=True, marks=marked(SERVER_NAME_BUG, HAPROXY))
+@matrix(http=True)
 def test_server_name_has_no_port(target: Target) -> None:
     """PEP 3333 SERVER_NAME and the host of ASGI's ``server`` are a host name or address
     (RFC 3875 §4.1.14); the port is SERVER_PORT, the port of ``server``."""

@@ -63,6 +63,16 @@ def split_script_path(
     return script_name, path_info
 
 
+def _fcgid_script(param: Callable[[str], str | None], filename: str, script_name: str) -> bool:
+    """Apache mod_fcgid's ``ScriptAlias /app RUN/app.fcgi``: SCRIPT_FILENAME is the script
+    itself, a real file (web-servers.md §1), where mod_proxy_fcgi sends ``proxy:fcgi://...``
+    or, with ProxyFCGIBackendType GENERIC, the path after the mount (a tail of SCRIPT_NAME)."""
+    software = param("SERVER_SOFTWARE") or ""
+    if not software.startswith("Apache") or filename.startswith("proxy:"):
+        return False
+    return not script_name.endswith(filename)
+
+
 def is_mount_point(param: Callable[[str], str | None]) -> bool:
     """True when SCRIPT_NAME came without PATH_INFO because the request is for exactly the
     mount point, not because SCRIPT_NAME is the whole path (``param`` gets a param's value).
@@ -71,7 +81,8 @@ def is_mount_point(param: Callable[[str], str | None]) -> bool:
     nothing is left after the mount point: HAProxy's ``path-info ^(/app)(/.*)?$`` and
     lighttpd's ``"/app"`` prefix, for ``GET /app`` (web-servers.md §7; HAProxy 2.6 and
     lighttpd 1.4.69 seen doing it). Both map SCRIPT_NAME to a file under the document root,
-    as CGI does: SCRIPT_FILENAME is DOCUMENT_ROOT + SCRIPT_NAME. The whole-path senders do not:
+    as CGI does: SCRIPT_FILENAME is DOCUMENT_ROOT + SCRIPT_NAME; mod_fcgid's ScriptAlias
+    names its script instead (_fcgid_script). The whole-path senders do not:
     nginx sends DOCUMENT_URI (= SCRIPT_NAME, §1), Apache ProxyPass a ``proxy:fcgi://``
     SCRIPT_FILENAME (its GENERIC type: the path after the mount), cgi-fcgi neither file.
     REQUEST_URI must name SCRIPT_NAME itself: the request left nothing for PATH_INFO.
@@ -86,9 +97,12 @@ def is_mount_point(param: Callable[[str], str | None]) -> bool:
     if not script_name or script_name.endswith("/"):
         return False
     filename, root = param("SCRIPT_FILENAME"), param("DOCUMENT_ROOT")
-    if filename is None or root is None or not filename.endswith(script_name):
+    if filename is None or root is None:
         return False
-    if filename[: -len(script_name)].rstrip("/") != root.rstrip("/"):
+    under_root = filename.endswith(script_name) and (
+        filename[: -len(script_name)].rstrip("/") == root.rstrip("/")
+    )
+    if not under_root and not _fcgid_script(param, filename, script_name):
         return False
     request_uri = param("REQUEST_URI")
     if request_uri is None:
