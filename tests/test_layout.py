@@ -50,6 +50,37 @@ def test_protocol_core_imports_no_io() -> None:
         )
 
 
+#: What the connection core may not import: it decides, the backends do I/O and keep time.
+CORE_FORBIDDEN = FORBIDDEN - {"logging"}
+
+
+def test_connection_core_imports_no_io() -> None:
+    module = PACKAGE / "server" / "core.py"
+    bad = imported_modules(module.read_text(), "fcgigw.server") & CORE_FORBIDDEN
+    assert not bad, f"server/core.py imports {sorted(bad)}: keep I/O in the backends"
+
+
+def test_the_server_package_has_no_import_cycle() -> None:
+    """Modules of fcgigw.server import each other one way only (issue 14's rule)."""
+    graph: dict[str, set[str]] = {}
+    for module in PACKAGE.joinpath("server").glob("*.py"):
+        tree = ast.parse(module.read_text())
+        graph[module.stem] = {
+            (node.module or "").split(".")[0]
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module
+        } - {module.stem}
+
+    def reaches(start: str, goal: str, seen: set[str]) -> bool:
+        for name in graph.get(start, set()) - seen:
+            if name == goal or reaches(name, goal, seen | {name}):
+                return True
+        return False
+
+    cycles = sorted(name for name in graph if reaches(name, name, set()))
+    assert not cycles, f"import cycles through {cycles}"
+
+
 def test_py_typed_is_shipped() -> None:
     assert (PACKAGE / "py.typed").exists()
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
