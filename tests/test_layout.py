@@ -54,10 +54,11 @@ def test_protocol_core_imports_no_io() -> None:
 CORE_FORBIDDEN = FORBIDDEN - {"logging"}
 
 
-def test_connection_core_imports_no_io() -> None:
-    module = PACKAGE / "server" / "core.py"
+@pytest.mark.parametrize("name", ["core.py", "core_request.py", "core_requests.py"])
+def test_connection_core_imports_no_io(name: str) -> None:
+    module = PACKAGE / "server" / name
     bad = imported_modules(module.read_text(), "fcgigw.server") & CORE_FORBIDDEN
-    assert not bad, f"server/core.py imports {sorted(bad)}: keep I/O in the backends"
+    assert not bad, f"server/{name} imports {sorted(bad)}: keep I/O in the backends"
 
 
 def test_the_server_package_has_no_import_cycle() -> None:

@@ -15,10 +15,14 @@ _STDIN = RecordType.STDIN
 _DATA = RecordType.DATA
 
 
-class ChannelConnection(Protocol):
-    """What a channel needs of its connection (thread_connection.ThreadedConnection)."""
+class ChannelReader(Protocol):
+    """Where a channel's input comes from (thread_reader.ConnectionReader)."""
 
     def read_body(self, channel: ThreadChannel, stream: RecordType, size: int) -> bytes: ...
+
+
+class ChannelWriter(Protocol):
+    """Where a channel's output goes (thread_writer.ConnectionWriter)."""
 
     def send_output(self, request: CoreRequest, data: bytes, stream: RecordType) -> None: ...
 
@@ -29,12 +33,17 @@ class ThreadChannel:
     """implements core.RequestHandler (called with the connection's lock held) and the
     adapters' RequestChannel (called by the app's thread)."""
 
-    __slots__ = ("_connection", "ended", "inputs", "request")
+    __slots__ = ("_reader", "_writer", "ended", "inputs", "request")
 
     def __init__(
-        self, connection: ChannelConnection, request: CoreRequest, memory_limit_bytes: int
+        self,
+        reader: ChannelReader,
+        writer: ChannelWriter,
+        request: CoreRequest,
+        memory_limit_bytes: int,
     ) -> None:
-        self._connection = connection
+        self._reader = reader
+        self._writer = writer
         self.request = request
         # One buffer per input stream of the role (§6): STDIN, and FCGI_DATA for a Filter.
         self.inputs = {_STDIN: SpillBuffer(memory_limit_bytes)}
@@ -72,21 +81,21 @@ class ThreadChannel:
     # -- what the adapter uses -----------------------------------------------------------
 
     def read_input(self, size: int) -> bytes:
-        return self._connection.read_body(self, _STDIN, size)
+        return self._reader.read_body(self, _STDIN, size)
 
     def read_data(self, size: int) -> bytes:
         """FCGI_DATA (Filter role, §6.4); b"" for the other roles."""
         if _DATA not in self.inputs:
             return b""
-        return self._connection.read_body(self, _DATA, size)
+        return self._reader.read_body(self, _DATA, size)
 
     def send_stdout(self, data: bytes) -> None:
-        self._connection.send_output(self.request, data, RecordType.STDOUT)
+        self._writer.send_output(self.request, data, RecordType.STDOUT)
 
     def send_stderr(self, data: bytes) -> None:
-        self._connection.send_output(self.request, data, RecordType.STDERR)
+        self._writer.send_output(self.request, data, RecordType.STDERR)
 
     def finish(self, app_status: int, last_stdout: bytes = b"") -> None:
-        self._connection.finish(self.request, app_status, last_stdout)
+        self._writer.finish(self.request, app_status, last_stdout)
         for buffer in self.inputs.values():
             buffer.close()

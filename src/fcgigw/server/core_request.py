@@ -1,0 +1,138 @@
+"""What the connection core knows of one request: its input streams, its response's
+progress, and when its END_REQUEST may go (§5.5; web-servers.md §2). No I/O here either."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from ..adapters.channel import ClientDisconnected, Params
+from ..protocol import OutputData, RecordType, RequestStarted, Role, ServerConnection
+
+#: After the response, how long the web server's body may pause before END_REQUEST goes out
+#: without the rest of it. h2o 2.2 aborts if END_REQUEST comes while it still sends the body;
+#: nginx stops sending the body once answered (possibly mid-record) and waits for it.
+INPUT_QUIET_SECONDS = 0.3
+
+NEVER = float("inf")
+_FILTER = Role.FILTER
+_STDERR = RecordType.STDERR
+
+
+class RequestHandler(Protocol):
+    """The backend's side of one request: where its input goes."""
+
+    def feed(self, data: bytes, stream: RecordType) -> None:
+        """Bytes of STDIN (or a Filter's DATA, §6.4) arrived."""
+
+    def end_input(self, stream: RecordType) -> None:
+        """The stream's empty record arrived (§3.3)."""
+
+    def abort(self) -> None:
+        """ABORT_REQUEST (§5.4) or the connection was lost."""
+
+
+class RequestStarter(Protocol):
+    """Called for each request whose PARAMS are whole: start the app, return its handler."""
+
+    def __call__(self, request: CoreRequest) -> RequestHandler: ...
+
+
+class CoreRequest:
+    """One request as the core tracks it (the backend's channel holds it)."""
+
+    __slots__ = (
+        "aborted",
+        "bytes_sent",
+        "deadline",
+        "done",
+        "ended",
+        "finished",
+        "handler",
+        "held_status",
+        "keep_connection",
+        "params",
+        "quiet_at",
+        "request_id",
+        "role",
+        "started_at",
+        "status",
+        "streams",
+        "timed_out",
+    )
+
+    def __init__(self, started: RequestStarted, now: float, deadline: float) -> None:
+        self.request_id = started.request_id
+        self.role = started.role
+        self.keep_connection = started.keep_connection
+        self.params: Params = started.params
+        self.started_at = now
+        #: Input streams of the role (§6): STDIN, and DATA for a Filter.
+        self.streams = 2 if started.role is _FILTER else 1
+        self.ended: set[RecordType] = set()
+        self.handler: RequestHandler | None = None
+        self.aborted = False  # ABORT_REQUEST, lost connection or timeout: output is pointless
+        self.timed_out = False
+        self.finished = False  # the app's response is complete (END_REQUEST sent or held)
+        self.done = False  # END_REQUEST sent, or the connection is gone: the id is free
+        self.deadline = deadline  # the request timeout
+        self.quiet_at = NEVER  # while END_REQUEST is held: when to send it anyway
+        self.held_status = 0
+        self.bytes_sent = 0
+        self.status = b""
+
+    @property
+    def input_ended(self) -> bool:
+        """Every input stream of the role has had its empty record."""
+        return len(self.ended) == self.streams
+
+    @property
+    def held(self) -> bool:
+        """The response is out, its END_REQUEST waits for the end of the body."""
+        return self.quiet_at != NEVER
+
+    # -- the response ----------------------------------------------------------------------
+
+    def output(self, protocol: ServerConnection, data: bytes) -> bytes:
+        """The records for STDOUT bytes; ClientDisconnected once the request cannot answer."""
+        if self.aborted or self.done:
+            raise ClientDisconnected(f"request {self.request_id}: the web server went away")
+        self._note_output(data)
+        return protocol.send(OutputData(self.request_id, data))
+
+    def error_output(self, protocol: ServerConnection, data: bytes) -> bytes:
+        """The records for FCGI_STDERR bytes; nothing once the request is over (wsgi.errors
+        must not raise because the web server left)."""
+        if self.aborted or self.finished or self.done:
+            return b""
+        return protocol.send(OutputData(self.request_id, data, _STDERR))
+
+    def finish(
+        self, protocol: ServerConnection, app_status: int, last_stdout: bytes, now: float
+    ) -> bytes:
+        """The last STDOUT bytes, and END_REQUEST (§5.5) unless the web server is still
+        sending the body: then it is held (see ``held``) until release()."""
+        self.finished = True
+        if self.aborted and not self.timed_out:
+            last_stdout = b""  # nobody reads it; a timeout's 504 still goes out
+        if last_stdout:
+            self._note_output(last_stdout)
+        if self.input_ended or self.aborted:
+            self.done = True
+            return protocol.end_response(self.request_id, last_stdout, app_status)
+        self.held_status = app_status
+        self.quiet_at = now + INPUT_QUIET_SECONDS
+        if last_stdout:
+            return protocol.send(OutputData(self.request_id, last_stdout))
+        return b""
+
+    def release(self, protocol: ServerConnection) -> bytes:
+        """The held END_REQUEST: the input ended, went quiet, or was aborted."""
+        self.quiet_at = NEVER
+        self.done = True
+        return protocol.end_response(self.request_id, b"", self.held_status)
+
+    def _note_output(self, data: bytes) -> None:
+        if not self.bytes_sent and data.startswith(b"Status: "):
+            # Every response fcgigw writes starts with its Status line (header_block).
+            self.status = data[8:11]
+        self.bytes_sent += len(data)

@@ -1,0 +1,123 @@
+"""The requests active on one connection, as the connection core routes to them: starting
+them, their input, aborts, their ends (held or not), the request deadlines. No I/O."""
+
+from __future__ import annotations
+
+from ..protocol import InputData, InputEnd, RequestStarted, Role, ServerConnection
+from .core_request import INPUT_QUIET_SECONDS, NEVER, CoreRequest, RequestStarter
+
+_AUTHORIZER = Role.AUTHORIZER
+
+
+class RequestTable:
+    """Request id -> CoreRequest, and what happens to them; bytes it makes for the web
+    server by itself (held END_REQUESTs) go to the connection's ``outbox``."""
+
+    def __init__(
+        self, protocol: ServerConnection, outbox: list[bytes], start_request: RequestStarter
+    ) -> None:
+        self.requests: dict[int, CoreRequest] = {}
+        self._protocol = protocol
+        self._outbox = outbox
+        self._start_request = start_request
+        #: Every request ended so far had its input read to its end (a plain close is safe).
+        self.input_complete = True
+
+    def start(self, event: RequestStarted, now: float, timeout_seconds: int) -> None:
+        request = CoreRequest(event, now, now + timeout_seconds if timeout_seconds else NEVER)
+        self.requests[event.request_id] = request
+        if request.role is _AUTHORIZER:
+            # §6.3: an Authorizer's input ends with its PARAMS (the protocol says InputEnd at
+            # once), but lighttpd sends an empty STDIN record after them.
+            self.input_complete = False
+        request.handler = self._start_request(request)
+
+    def input(self, event: InputData, now: float) -> None:
+        request = self.requests.get(event.request_id)
+        if request is None or request.aborted:
+            return
+        if request.finished:
+            request.quiet_at = now + INPUT_QUIET_SECONDS  # still sending: keep holding
+            return  # the response is out; the rest of the input is read and dropped
+        assert request.handler is not None
+        request.handler.feed(event.data, event.stream)
+
+    def input_end(self, event: InputEnd) -> None:
+        request = self.requests.get(event.request_id)
+        if request is None:
+            return
+        request.ended.add(event.stream)
+        if request.finished:
+            if request.input_ended:
+                self._release(request)
+        elif request.handler is not None and not request.aborted:
+            request.handler.end_input(event.stream)
+
+    def abort(self, request_id: int) -> None:
+        request = self.requests.get(request_id)
+        if request is None:
+            return
+        request.aborted = True
+        self.input_complete = False  # the rest of its body may still come
+        if request.finished:
+            self._release(request)
+        elif request.handler is not None:
+            request.handler.abort()
+
+    def finish(
+        self, request: CoreRequest, app_status: int, last_stdout: bytes, now: float
+    ) -> bytes:
+        if request.finished or request.done:
+            return b""
+        data = request.finish(self._protocol, app_status, last_stdout, now)
+        if request.done:
+            del self.requests[request.request_id]
+        else:
+            self.input_complete = False
+        return data
+
+    def _release(self, request: CoreRequest) -> None:
+        if request.held and not request.done:
+            self._outbox.append(request.release(self._protocol))
+            del self.requests[request.request_id]
+
+    def lose(self) -> None:
+        """The connection is gone: every request is aborted and its id free."""
+        requests = list(self.requests.values())
+        self.requests.clear()
+        for request in requests:
+            request.done = request.aborted = True
+            if not request.finished and request.handler is not None:
+                request.handler.abort()
+
+    # -- deadlines ---------------------------------------------------------------------------
+
+    @property
+    def next_deadline(self) -> float:
+        deadline = NEVER
+        for request in self.requests.values():
+            deadline = min(deadline, request.deadline, request.quiet_at)
+        return deadline
+
+    @property
+    def held_deadline(self) -> float:
+        return min((r.quiet_at for r in self.requests.values()), default=NEVER)
+
+    def tick(self, now: float) -> list[CoreRequest]:
+        """Held END_REQUESTs whose body went quiet go out; requests past their timeout are
+        returned, aborted (the rest of their body is not waited for)."""
+        expired: list[CoreRequest] = []
+        for request in list(self.requests.values()):
+            if now >= request.quiet_at:
+                # nginx stopped sending the body once answered: end without the rest.
+                self._release(request)
+            elif now >= request.deadline and not request.finished:
+                request.deadline = NEVER
+                request.timed_out = request.aborted = True
+                self.input_complete = False
+                expired.append(request)
+        return expired
+
+    @property
+    def input_pending(self) -> bool:
+        return any(not r.input_ended and not r.aborted for r in self.requests.values())

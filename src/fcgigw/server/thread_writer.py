@@ -1,0 +1,168 @@
+"""Writing on a threaded connection: the write turn.
+
+One writer at a time, taken and given back under the connection's lock like the read turn.
+Bytes are taken from the core when the turn is taken, and the writer sends what the core
+queued meanwhile before it gives the turn back, so records go out in the order the core made
+them (a held END_REQUEST after its STDOUT), and nobody waits for a blocked writer but another
+writer. While a body is still coming, a writer whose peer is not reading takes that input in
+(mod_fcgid and Caddy send the whole body before they read the response).
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+import threading
+import time
+from typing import Protocol
+
+from ..adapters.channel import ClientDisconnected
+from ..protocol import RecordType
+from .core import ConnectionCore, CoreRequest
+
+#: How long a writer whose peer reads nothing waits before it looks again for input to take.
+WRITE_POLL_SECONDS = 0.05
+
+_monotonic = time.monotonic
+_STDOUT = RecordType.STDOUT
+_POLL_IN, _POLL_OUT = select.POLLIN, select.POLLOUT
+
+
+class Reading(Protocol):
+    reading: bool
+
+    def read_while_writing(self) -> None: ...
+
+
+class WriterConnection(Protocol):
+    """What the writer needs of its connection (thread_connection.ThreadedConnection)."""
+
+    sock: socket.socket
+    lock: threading.Lock
+    turn: threading.Condition
+    core: ConnectionCore
+    closed: bool
+    inline_since: float
+
+    @property
+    def reader(self) -> Reading: ...
+
+    def shutdown(self, how: int) -> None: ...
+
+
+class ConnectionWriter:
+    """The write side of one ThreadedConnection."""
+
+    __slots__ = ("_connection", "writing")
+
+    def __init__(self, connection: WriterConnection) -> None:
+        self._connection = connection
+        self.writing = False  # the write turn (guarded by the connection's lock)
+
+    def _take_turn(self) -> None:
+        """Wait for the write turn (the caller holds the connection's lock)."""
+        while self.writing:
+            self._connection.turn.wait()
+        self.writing = True
+
+    def send_output(self, request: CoreRequest, data: bytes, stream: RecordType) -> None:
+        """STDOUT (raises ClientDisconnected once the request cannot answer) or STDERR."""
+        connection = self._connection
+        with connection.lock:
+            self._take_turn()
+            core = connection.core
+            try:
+                if stream is _STDOUT:
+                    output = core.data_to_send() + core.output(request, data)
+                else:
+                    output = core.data_to_send() + core.error_output(request, data)
+            except ClientDisconnected:
+                self.writing = False
+                connection.turn.notify_all()
+                raise
+            reading_too = core.input_pending
+        self._send_and_release(output, reading_too)
+
+    def finish(self, request: CoreRequest, app_status: int, last_stdout: bytes) -> None:
+        """The end of a response; wakes the owner if the connection is now to be closed."""
+        connection = self._connection
+        with connection.lock:
+            self._take_turn()
+            core = connection.core
+            output = core.finish(request, app_status, last_stdout, _monotonic())
+            output = core.data_to_send() + output
+            wake_owner = (
+                core.should_close and connection.inline_since == 0 and connection.reader.reading
+            )
+        try:
+            self._send_and_release(output, False)
+        except ClientDisconnected:
+            return  # mod_fcgid closes as soon as it has the headers: EPIPE here is normal
+        if wake_owner:
+            # A request run by another thread ended the connection while its owner waits in
+            # recv() for more: wake it so it closes.
+            connection.shutdown(socket.SHUT_RD)
+
+    def flush(self) -> None:
+        """Write what the core has queued (management answers, held END_REQUESTs), unless
+        someone writes now: a writer sends the queue before it gives up its turn."""
+        connection = self._connection
+        with connection.lock:
+            if self.writing or not connection.core.has_output:
+                return
+            self.writing = True
+            output = connection.core.data_to_send()
+        try:
+            self._send_and_release(output, False)
+        except ClientDisconnected:
+            pass
+
+    def _send_and_release(self, data: bytes, reading_too: bool) -> None:
+        """Send ``data`` and whatever the core queued meanwhile, then give the turn back."""
+        connection = self._connection
+        try:
+            self._send(data, reading_too)
+        finally:
+            while True:
+                with connection.lock:
+                    core = connection.core
+                    more = b"" if core.lost else core.data_to_send()
+                    if not more:
+                        self.writing = False
+                        connection.turn.notify_all()
+                        break
+                try:
+                    self._send(more, False)
+                except ClientDisconnected:
+                    pass
+
+    def _send(self, data: bytes, reading_too: bool) -> None:
+        """Write ``data`` (the caller holds the write turn); see the module docstring."""
+        connection = self._connection
+        if not data or connection.closed:
+            return
+        sock = connection.sock
+        try:
+            if not reading_too:
+                sock.sendall(data)
+                return
+            view = memoryview(data)
+            while view:
+                if connection.core.lost:
+                    raise ClientDisconnected("the web server went away")
+                try:
+                    view = view[sock.send(view, socket.MSG_DONTWAIT) :]
+                    continue
+                except BlockingIOError:
+                    pass
+                poller = select.poll()
+                poller.register(sock, _POLL_IN | _POLL_OUT)
+                events = poller.poll(WRITE_POLL_SECONDS * 1000)
+                if any(mask & _POLL_IN for _, mask in events):
+                    connection.reader.read_while_writing()
+        except OSError:
+            with connection.lock:
+                connection.core.lose()
+                connection.turn.notify_all()
+            connection.shutdown(socket.SHUT_RDWR)  # whoever waits in recv() sees the end
+            raise ClientDisconnected("the web server went away") from None
