@@ -23,6 +23,7 @@ from .server.listeners import BindError, open_listeners
 from .server.logs import configure_logging
 from .server.malloc import limit_malloc_arenas
 from .server.pidfile import pid_file
+from .server.privileges import become_app_process, check_root, resolve
 from .server.server import Server
 from .server.stdio import reopen_missing_stdio
 from .server.supervisor import Supervisor
@@ -63,9 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def config_from_args(argv: Sequence[str], environ: dict[str, str] | None = None) -> Config:
-    """Parse argv (on top of the environment) into a validated Config."""
-    namespace = build_parser().parse_args(argv)
+def settings_from(namespace: argparse.Namespace) -> dict[str, Any]:
+    """The settings given on the command line (the options that were used)."""
     overrides: dict[str, Any] = {}
     for name, value in vars(namespace).items():
         if value is None:
@@ -76,7 +76,12 @@ def config_from_args(argv: Sequence[str], environ: dict[str, str] | None = None)
             overrides[name] = tuple(part for text in value for part in parse_value(name, text))
         else:
             overrides[name] = parse_value(name, value)
-    return load_config(overrides, environ)
+    return overrides
+
+
+def config_from_args(argv: Sequence[str], environ: dict[str, str] | None = None) -> Config:
+    """Parse argv (on top of the environment) into a validated Config."""
+    return load_config(settings_from(build_parser().parse_args(argv)), environ)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -84,29 +89,50 @@ def main(argv: Sequence[str] | None = None) -> int:
     reopen_missing_stdio()  # a web server may start us with fds 1 and 2 closed (§2.2)
     limit_malloc_arenas()  # before any thread exists
     exit_on_early_signals()
+    namespace = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     try:
-        config = config_from_args(sys.argv[1:] if argv is None else argv)
+        config = load_config(settings_from(namespace))
+        check_privileges(config)
     except ValueError as error:
         print(f"fcgigw: {error}", file=sys.stderr)
         return EXIT_CONFIG
     configure_logging(config.log_level)
-    if config.workers and not started_as_cgi(config, os.environ):
+    return serve_config(config)
+
+
+def serve_config(config: Config) -> int:
+    """One server: as a CGI program, under a supervisor (--workers), or in this process."""
+    if started_as_cgi(config, os.environ):
+        return serve_as_cgi(config)
+    if config.workers:
         return supervise(config)
+    try:
+        listeners = open_listeners(config)
+    except BindError as error:
+        print(f"fcgigw: {error}", file=sys.stderr)
+        return EXIT_BIND
+    with pid_file(config.pid_file):
+        return run_worker(config, listeners, None)
+
+
+def check_privileges(config: Config) -> None:
+    """--user and --group exist and can be switched to; workers do not run as root by
+    accident (ValueError: one line for the operator)."""
+    resolve(config)
+    if config.workers and not started_as_cgi(config, os.environ):
+        check_root(config)
+
+
+def serve_as_cgi(config: Config) -> int:
+    """One request, as mod_cgi or a shell runs us."""
+    become_app_process(config)
     try:
         app, interface = load_app(config)
     except AppLoadError as error:
         report_app_load_error(error)
         return EXIT_APP_LOAD
-    if started_as_cgi(config, os.environ):
-        serve_cgi(app, interface, config)  # one request, as mod_cgi or a shell runs us
-        return EXIT_OK
-    try:
-        server = make_server(app, interface, config)
-    except BindError as error:
-        print(f"fcgigw: {error}", file=sys.stderr)
-        return EXIT_BIND
-    with pid_file(config.pid_file):
-        return serve(server)
+    serve_cgi(app, interface, config)
+    return EXIT_OK
 
 
 def report_app_load_error(error: AppLoadError) -> None:
@@ -175,8 +201,12 @@ def supervise(config: Config) -> int:
             sock.close()
 
 
-def run_worker(config: Config, listeners: list[socket.socket], on_ready: Callable[[], None]) -> int:
-    """One supervised worker, in its forked process: import the app, serve, exit code."""
+def run_worker(
+    config: Config, listeners: list[socket.socket], on_ready: Callable[[], None] | None
+) -> int:
+    """One process that serves: a supervised worker in its forked process, or the only one.
+    The sockets are bound; it switches to --user and --chdir, imports the app, serves."""
+    become_app_process(config)
     try:
         app, interface = load_app(config)
     except AppLoadError as error:
