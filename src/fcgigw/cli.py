@@ -17,13 +17,14 @@ from typing import Any
 from .adapters.app_loader import AppLoadError, as_asgi3, detect_interface, import_app
 from .adapters.lifespan import LifespanFailure
 from .config import Config, load_config, parse_value, setting_fields
+from .config_file import read_config_file, summary
 from .server.aio import AsyncServer
 from .server.cgi import serve_cgi, started_as_cgi
 from .server.listeners import BindError, open_listeners
 from .server.logs import configure_logging
 from .server.malloc import limit_malloc_arenas
 from .server.pidfile import pid_file
-from .server.privileges import become_app_process, check_root, resolve
+from .server.privileges import apply_environment, become_app_process, check_root, resolve
 from .server.server import Server
 from .server.stdio import reopen_missing_stdio
 from .server.supervisor import Supervisor
@@ -61,14 +62,33 @@ def build_parser() -> argparse.ArgumentParser:
             )
         else:
             parser.add_argument(flag, dest=item.name, metavar=item.name.upper(), help=help_text)
+    files = parser.add_argument_group("configuration files")
+    files.add_argument(
+        "--config",
+        dest=CONFIG_FILE,
+        metavar="FILE",
+        help="read settings from a TOML file (keys: the long option names); its [pool.NAME] "
+        "tables are pools run by one master process; the command line and FCGIGW_* "
+        "variables override the file",
+    )
+    files.add_argument(
+        "--check-config",
+        dest=CHECK_CONFIG,
+        metavar="FILE",
+        help="validate FILE without starting anything: a line per pool, exit 0 (or 2)",
+    )
     return parser
+
+
+#: The options that name files rather than settings (they are not Config fields).
+CONFIG_FILE, CHECK_CONFIG = "config_file", "check_config"
 
 
 def settings_from(namespace: argparse.Namespace) -> dict[str, Any]:
     """The settings given on the command line (the options that were used)."""
     overrides: dict[str, Any] = {}
     for name, value in vars(namespace).items():
-        if value is None:
+        if value is None or name in (CONFIG_FILE, CHECK_CONFIG):
             continue
         if name == "app" or isinstance(value, bool):
             overrides[name] = value
@@ -91,12 +111,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     exit_on_early_signals()
     namespace = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     try:
-        config = load_config(settings_from(namespace))
-        check_privileges(config)
+        settings = settings_from(namespace)
+        if namespace.check_config:
+            return check_config(namespace.check_config, settings)
+        loaded = None
+        if namespace.config_file:
+            loaded = read_config_file(namespace.config_file, settings, os.environ)
+        config = loaded.main if loaded else load_config(settings)
+        if not (loaded and loaded.pools):
+            check_privileges(config)
     except ValueError as error:
-        print(f"fcgigw: {error}", file=sys.stderr)
+        for line in str(error).splitlines():
+            print(f"fcgigw: {line}", file=sys.stderr)
         return EXIT_CONFIG
     configure_logging(config.log_level)
+    if loaded and loaded.pools:
+        print(
+            f"fcgigw: {loaded.path}: running [pool.NAME] tables is not built yet", file=sys.stderr
+        )
+        return EXIT_CONFIG
+    if loaded:
+        apply_environment(loaded.env)
     return serve_config(config)
 
 
@@ -121,6 +156,14 @@ def check_privileges(config: Config) -> None:
     resolve(config)
     if config.workers and not started_as_cgi(config, os.environ):
         check_root(config)
+
+
+def check_config(path: str, settings: dict[str, Any]) -> int:
+    """--check-config FILE: a line per pool on stdout and exit 0, or the errors and exit 2."""
+    loaded = read_config_file(path, settings, os.environ)
+    for line in summary(loaded):
+        print(line)
+    return EXIT_OK
 
 
 def serve_as_cgi(config: Config) -> int:

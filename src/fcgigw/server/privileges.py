@@ -1,4 +1,5 @@
-"""--user, --group, --allow-root and --chdir: who the processes that run the app are.
+"""--user, --group, --allow-root, --chdir and a config file's [env]: who the processes that
+run the app are, and what they start with.
 
 fcgigw binds its sockets first (as root, to reach /run or a port below 1024, and to give a
 Unix socket to the web server's group), and only the processes that import the app switch
@@ -13,6 +14,8 @@ import grp
 import logging
 import os
 import pwd
+import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ..config import Config
@@ -111,3 +114,12 @@ def drop(credentials: Credentials) -> None:
     os.setgid(credentials.gid)
     os.setuid(credentials.uid)
     logger.info("running as uid %d, gid %d", credentials.uid, credentials.gid)
+
+
+def apply_environment(env: Mapping[str, str]) -> None:
+    """A config file's [env] (or a pool's), before the app is imported. PYTHONPATH also goes
+    on sys.path, as if the interpreter had started with it."""
+    os.environ.update(env)
+    if env.get("PYTHONPATH"):
+        entries = [entry for entry in env["PYTHONPATH"].split(os.pathsep) if entry]
+        sys.path[:0] = [entry for entry in entries if entry not in sys.path]
