@@ -17,13 +17,14 @@ from typing import Any
 from .adapters.app_loader import AppLoadError, as_asgi3, detect_interface, import_app
 from .adapters.lifespan import LifespanFailure
 from .config import Config, load_config, parse_value, setting_fields
-from .config_file import read_config_file, summary
+from .config_file import ConfigFile, Pool, read_config_file, summary
 from .server.aio import AsyncServer
 from .server.cgi import serve_cgi, started_as_cgi
 from .server.listeners import BindError, open_listeners
 from .server.logs import configure_logging
 from .server.malloc import limit_malloc_arenas
 from .server.pidfile import pid_file
+from .server.pools import PoolMaster
 from .server.privileges import apply_environment, become_app_process, check_root, resolve
 from .server.server import Server
 from .server.stdio import reopen_missing_stdio
@@ -126,10 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG
     configure_logging(config.log_level)
     if loaded and loaded.pools:
-        print(
-            f"fcgigw: {loaded.path}: running [pool.NAME] tables is not built yet", file=sys.stderr
-        )
-        return EXIT_CONFIG
+        return run_pools(loaded, namespace.config_file, settings)
     if loaded:
         apply_environment(loaded.env)
     return serve_config(config)
@@ -164,6 +162,38 @@ def check_config(path: str, settings: dict[str, Any]) -> int:
     for line in summary(loaded):
         print(line)
     return EXIT_OK
+
+
+def run_pools(loaded: ConfigFile, path: str, settings: dict[str, Any]) -> int:
+    """A file of pools: the master binds every pool's sockets and runs one child per pool."""
+
+    def read_file() -> ConfigFile:
+        return read_config_file(path, settings, os.environ)
+
+    try:
+        master = PoolMaster(loaded, read_file, run_pool)
+    except BindError as error:
+        print(f"fcgigw: {error}", file=sys.stderr)
+        return EXIT_BIND
+    with pid_file(loaded.main.pid_file):
+        return master.run()
+
+
+def run_pool(pool: Pool, listeners: list[socket.socket], on_ready: Callable[[], None]) -> int:
+    """One pool, in the child the master forked: its supervisor, or its one process."""
+    config = pool.config
+    configure_logging(config.log_level, f"pool {pool.name}")
+    if not config.workers:
+        return run_worker(config, listeners, on_ready)
+
+    def worker(listeners: list[socket.socket], worker_ready: Callable[[], None]) -> int:
+        def ready() -> None:
+            worker_ready()  # the pool's supervisor, then the master (once is enough for it)
+            on_ready()
+
+        return run_worker(config, listeners, ready)
+
+    return Supervisor(config, listeners, worker).run()
 
 
 def serve_as_cgi(config: Config) -> int:
