@@ -122,6 +122,8 @@ def test_pools_inherit_the_top_level(tmp_path: Path) -> None:
         ("threads = 1\nthreads = 2\n", ":2: threads: given twice"),
         ("[env]\nA = [1]\n", ":2: env.A: want a string, got [1]"),
         ("user = 'no-such-user'\n", ":1: user: no user 'no-such-user'"),
+        ("chdir = '/no/such/dir'\n", ":1: chdir: no directory '/no/such/dir'"),
+        ("chdir = 'relative'\n", ":1: chdir: must start with '/'"),
     ],
 )
 def test_a_problem_is_one_line_with_the_line_and_the_key(

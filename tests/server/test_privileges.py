@@ -147,6 +147,7 @@ def test_one_process_as_root_is_not_refused() -> None:
         (["--user", "no-such-user"], "fcgigw: user: no user 'no-such-user'"),
         (["--group", "no-such-group"], "fcgigw: group: no group 'no-such-group'"),
         (["--chdir", "relative/dir"], "fcgigw: chdir must start with '/'"),
+        (["--chdir", "/no/such/dir"], "fcgigw: chdir: no directory '/no/such/dir'"),
     ],
 )
 def test_bad_users_and_groups_are_one_line(args: list[str], line: str) -> None:

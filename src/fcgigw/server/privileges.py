@@ -38,15 +38,19 @@ class Credentials:
 
 def resolve(config: Config) -> Credentials | None:
     """--user and --group as ids (None: neither is given, stay who we are). ValueError with
-    a one-line message names the setting when a name is unknown, or when switching would
-    need root and fcgigw does not have it."""
+    a one-line message names the setting when a name is unknown, when switching would need
+    root and fcgigw does not have it, or when --chdir is not a directory."""
+    if config.chdir and not os.path.isdir(config.chdir):
+        raise ValueError(f"chdir: no directory {config.chdir!r}")
     if not config.user and not config.group:
         return None
     uid, gid, name = os.geteuid(), os.getegid(), None
     if config.user:
         entry = _user_entry(config.user)
-        uid, gid = entry.pw_uid if entry else int(config.user), entry.pw_gid if entry else gid
-        name = entry.pw_name if entry else None
+        if entry is None:
+            uid = int(config.user)
+        else:
+            uid, gid, name = entry.pw_uid, entry.pw_gid, entry.pw_name
     if config.group:
         gid = _group_id(config.group)
     credentials = Credentials(uid, gid, name)
