@@ -5,11 +5,13 @@ and does not touch the others, under load; a bad file changes nothing; TERM stop
 from __future__ import annotations
 
 import contextlib
+import grp
 import os
 import re
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -339,3 +341,131 @@ def test_a_pool_that_cannot_start_leaves_the_others_serving(tmp_path: Path) -> N
         )
     assert result.returncode == 3
     assert "no pool can start; stopping" in log_path.read_text()
+
+
+# -- the examples, as shipped with only users and paths changed ------------------------------
+
+EXAMPLES = REPO / "examples"
+
+
+def localised(text: str, replacements: dict[str, str]) -> str:
+    """An example file with each line that starts with a key of ``replacements`` replaced,
+    and ``user = ...`` lines by nobody (dropped when not root) unless a key says else."""
+    lines = []
+    for line in text.splitlines():
+        if line.startswith("user = "):
+            line = USER.strip()
+        for key, replacement in replacements.items():
+            if line.startswith(key):
+                line = replacement
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+def check_config(path: Path) -> list[str]:
+    result = subprocess.run(
+        fcgigw_command("--check-config", str(path)),
+        capture_output=True,
+        text=True,
+        env=child_environment(),
+        cwd=REPO,
+        timeout=TIMEOUT,
+        check=False,
+    )
+    assert (result.returncode, result.stderr) == (0, ""), result.stderr
+    return result.stdout.splitlines()
+
+
+def test_the_readme_pools_example_is_valid(tmp_path: Path) -> None:
+    readme = (REPO / "README.md").read_text()
+    start = readme.index("# /etc/fcgigw/pools.toml\n")
+    text = readme[start : readme.index("```", start)]
+    path = tmp_path / "pools.toml"
+    path.write_text(localised(text, {"chdir = ": f'chdir = "{tmp_path}"'}))
+    assert [line.split(":")[0] for line in check_config(path)] == [
+        "pool shop",
+        "pool api",
+        "pool blog",
+    ]
+
+
+def test_the_shared_hosting_example_serves_both_sites() -> None:
+    """examples/shared-hosting/pools.toml with the Flask and Django examples where the file
+    expects them and the sockets in a temporary directory. The users are replaced by
+    --allow-root: as another user, the apps' imports depend on where Python is installed
+    (test_privileges.py and the tests above check the switch)."""
+    workdir = Path(short_tempdir())
+    workdir.chmod(0o755)
+    text = localised(
+        (EXAMPLES / "shared-hosting" / "pools.toml").read_text(),
+        {
+            "user = ": "allow-root = true",
+            'chdir = "/home/alice/myapp"': f'chdir = "{EXAMPLES}"',
+            'chdir = "/home/bob/django_site"': f'chdir = "{EXAMPLES / "django_site"}"',
+            'bind = "unix:/run/fcgigw/alice.sock"': f'bind = "unix:{workdir}/alice.sock"',
+            'bind = "unix:/run/fcgigw/bob.sock"': f'bind = "unix:{workdir}/bob.sock"',
+            # Giving the socket to the group www-data needs root.
+            **({} if os.geteuid() == 0 else {"socket-group = ": ""}),
+        },
+    )
+    config = workdir / "pools.toml"
+    config.write_text(text)
+    sockets = [f"{workdir}/alice.sock", f"{workdir}/bob.sock"]
+    assert check_config(config) == [
+        f"pool alice: flask_app:app on unix:{sockets[0]}, 1 process, as the starting user",
+        f"pool bob: mysite.wsgi:application on unix:{sockets[1]}, 2 workers, as the starting user",
+    ]
+    log_path = workdir / "fcgigw.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            fcgigw_command("--config", str(config)),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=child_environment(),
+            cwd=REPO,
+        )
+    master = Master(RunningProcess(process, "", log_path), config, {})
+    try:
+        master.pool_pid("alice")
+        master.pool_pid("bob")
+        alice, bob = _page(f"unix:{sockets[0]}"), _page(f"unix:{sockets[1]}")
+        modes = [os.stat(path) for path in sockets]
+    finally:
+        stop(process)
+        shutil.rmtree(workdir, ignore_errors=True)
+    assert "Hello from Flask over FastCGI" in alice
+    assert "Hello from Django over FastCGI" in bob
+    for mode in modes:
+        assert mode.st_mode & 0o777 == 0o660
+        if os.geteuid() == 0:
+            assert mode.st_gid == grp.getgrnam("www-data").gr_gid
+
+
+def _page(address: str) -> str:
+    with FastCGIClient(address, timeout=TIMEOUT) as client:
+        response = client.request(build_params("GET", "/"))
+    assert response.status == 200, response
+    return response.body.decode()
+
+
+def test_the_systemd_pools_unit_is_valid(tmp_path: Path) -> None:
+    """examples/systemd/fcgigw-pools.service as shipped, with the fcgigw of its Exec lines
+    pointed at a program that exists here."""
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze is not installed (apt-get install systemd)")
+    unit = (EXAMPLES / "systemd" / "fcgigw-pools.service").read_text()
+    assert unit.count("/srv/fcgigw/venv/bin/fcgigw") == 3
+    unit = unit.replace("/srv/fcgigw/venv/bin/fcgigw", f"{sys.executable} -m fcgigw")
+    (tmp_path / "fcgigw-pools.service").write_text(unit)
+    result = subprocess.run(
+        [analyze, "verify", "--man=no", "fcgigw-pools.service"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
+        check=False,
+    )
+    complaints = [line for line in (result.stdout + result.stderr).splitlines() if "fcgigw" in line]
+    assert complaints == []
+    assert result.returncode == 0
