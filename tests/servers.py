@@ -118,6 +118,9 @@ def child_environment() -> dict[str, str]:
     if environ.get("PYTHONPATH"):
         paths.append(environ["PYTHONPATH"])
     environ["PYTHONPATH"] = os.pathsep.join(paths)
+    # CI runs the tests as root, and workers as root need --allow-root (tests/server/
+    # test_privileges.py removes this to test that rule).
+    environ.setdefault("FCGIGW_ALLOW_ROOT", "1")
     return environ
 
 

@@ -17,12 +17,15 @@ from typing import Any
 from .adapters.app_loader import AppLoadError, as_asgi3, detect_interface, import_app
 from .adapters.lifespan import LifespanFailure
 from .config import Config, load_config, option_name, parse_value, setting_fields
+from .config_file import ConfigFile, Pool, read_config_file, summary
 from .server.aio import AsyncServer
 from .server.cgi import serve_cgi, started_as_cgi
 from .server.listeners import BindError, open_listeners
 from .server.logs import configure_logging
 from .server.malloc import limit_malloc_arenas
 from .server.pidfile import pid_file
+from .server.pools import PoolMaster
+from .server.privileges import apply_environment, become_app_process, check_root, resolve
 from .server.server import Server
 from .server.stdio import reopen_missing_stdio
 from .server.supervisor import Supervisor
@@ -60,15 +63,33 @@ def build_parser() -> argparse.ArgumentParser:
             )
         else:
             parser.add_argument(flag, dest=item.name, metavar=item.name.upper(), help=help_text)
+    files = parser.add_argument_group("configuration files")
+    files.add_argument(
+        "--config",
+        dest=CONFIG_FILE,
+        metavar="FILE",
+        help="read settings from a TOML file (keys: the long option names); its [pool.NAME] "
+        "tables are pools run by one master process; the command line and FCGIGW_* "
+        "variables override the file",
+    )
+    files.add_argument(
+        "--check-config",
+        dest=CHECK_CONFIG,
+        metavar="FILE",
+        help="validate FILE without starting anything: a line per pool, exit 0 (or 2)",
+    )
     return parser
 
 
-def config_from_args(argv: Sequence[str], environ: dict[str, str] | None = None) -> Config:
-    """Parse argv (on top of the environment) into a validated Config."""
-    namespace = build_parser().parse_args(argv)
+#: The options that name files rather than settings (they are not Config fields).
+CONFIG_FILE, CHECK_CONFIG = "config_file", "check_config"
+
+
+def settings_from(namespace: argparse.Namespace) -> dict[str, Any]:
+    """The settings given on the command line (the options that were used)."""
     overrides: dict[str, Any] = {}
     for name, value in vars(namespace).items():
-        if value is None:
+        if value is None or name in (CONFIG_FILE, CHECK_CONFIG):
             continue
         option = option_name(name)
         if name == "app" or isinstance(value, bool):
@@ -79,7 +100,12 @@ def config_from_args(argv: Sequence[str], environ: dict[str, str] | None = None)
             )
         else:
             overrides[name] = parse_value(name, value, given_as=option)
-    return load_config(overrides, environ)
+    return overrides
+
+
+def config_from_args(argv: Sequence[str], environ: dict[str, str] | None = None) -> Config:
+    """Parse argv (on top of the environment) into a validated Config."""
+    return load_config(settings_from(build_parser().parse_args(argv)), environ)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -87,29 +113,102 @@ def main(argv: Sequence[str] | None = None) -> int:
     reopen_missing_stdio()  # a web server may start us with fds 1 and 2 closed (§2.2)
     limit_malloc_arenas()  # before any thread exists
     exit_on_early_signals()
+    namespace = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     try:
-        config = config_from_args(sys.argv[1:] if argv is None else argv)
+        settings = settings_from(namespace)
+        if namespace.check_config:
+            return check_config(namespace.check_config, settings)
+        loaded = None
+        if namespace.config_file:
+            loaded = read_config_file(namespace.config_file, settings, os.environ)
+        config = loaded.main if loaded else load_config(settings)
+        if not (loaded and loaded.pools):
+            check_privileges(config)
     except ValueError as error:
-        print(f"fcgigw: {error}", file=sys.stderr)
+        for line in str(error).splitlines():
+            print(f"fcgigw: {line}", file=sys.stderr)
         return EXIT_CONFIG
     configure_logging(config.log_level)
-    if config.workers and not started_as_cgi(config, os.environ):
+    if loaded and loaded.pools:
+        return run_pools(loaded, namespace.config_file, settings)
+    if loaded:
+        apply_environment(loaded.env)
+    return serve_config(config)
+
+
+def serve_config(config: Config) -> int:
+    """One server: as a CGI program, under a supervisor (--workers), or in this process."""
+    if started_as_cgi(config, os.environ):
+        return serve_as_cgi(config)
+    if config.workers:
         return supervise(config)
+    try:
+        listeners = open_listeners(config)
+    except BindError as error:
+        print(f"fcgigw: {error}", file=sys.stderr)
+        return EXIT_BIND
+    with pid_file(config.pid_file):
+        return run_worker(config, listeners, None)
+
+
+def check_privileges(config: Config) -> None:
+    """--user and --group exist and can be switched to; workers do not run as root by
+    accident (ValueError: one line for the operator)."""
+    resolve(config)
+    if config.workers and not started_as_cgi(config, os.environ):
+        check_root(config)
+
+
+def check_config(path: str, settings: dict[str, Any]) -> int:
+    """--check-config FILE: a line per pool on stdout and exit 0, or the errors and exit 2."""
+    loaded = read_config_file(path, settings, os.environ)
+    for line in summary(loaded):
+        print(line)
+    return EXIT_OK
+
+
+def run_pools(loaded: ConfigFile, path: str, settings: dict[str, Any]) -> int:
+    """A file of pools: the master binds every pool's sockets and runs one child per pool."""
+
+    def read_file() -> ConfigFile:
+        return read_config_file(path, settings, os.environ)
+
+    try:
+        master = PoolMaster(loaded, read_file, run_pool)
+    except BindError as error:
+        print(f"fcgigw: {error}", file=sys.stderr)
+        return EXIT_BIND
+    with pid_file(loaded.main.pid_file):
+        return master.run()
+
+
+def run_pool(pool: Pool, listeners: list[socket.socket], on_ready: Callable[[], None]) -> int:
+    """One pool, in the child the master forked: its supervisor, or its one process."""
+    config = pool.config
+    configure_logging(config.log_level, f"pool {pool.name}")
+    if not config.workers:
+        return run_worker(config, listeners, on_ready)
+
+    def worker(listeners: list[socket.socket], worker_ready: Callable[[], None]) -> int:
+        def ready() -> None:
+            worker_ready()  # the pool's supervisor, then the master (once is enough for it)
+            on_ready()
+
+        return run_worker(config, listeners, ready)
+
+    return Supervisor(config, listeners, worker).run()
+
+
+def serve_as_cgi(config: Config) -> int:
+    """One request, as mod_cgi or a shell runs us."""
+    become_app_process(config)
     try:
         app, interface = load_app(config)
     except AppLoadError as error:
         report_app_load_error(error)
         return EXIT_APP_LOAD
-    if started_as_cgi(config, os.environ):
-        serve_cgi(app, interface, config)  # one request, as mod_cgi or a shell runs us
-        return EXIT_OK
-    try:
-        server = make_server(app, interface, config)
-    except BindError as error:
-        print(f"fcgigw: {error}", file=sys.stderr)
-        return EXIT_BIND
-    with pid_file(config.pid_file):
-        return serve(server)
+    serve_cgi(app, interface, config)
+    return EXIT_OK
 
 
 def report_app_load_error(error: AppLoadError) -> None:
@@ -178,8 +277,12 @@ def supervise(config: Config) -> int:
             sock.close()
 
 
-def run_worker(config: Config, listeners: list[socket.socket], on_ready: Callable[[], None]) -> int:
-    """One supervised worker, in its forked process: import the app, serve, exit code."""
+def run_worker(
+    config: Config, listeners: list[socket.socket], on_ready: Callable[[], None] | None
+) -> int:
+    """One process that serves: a supervised worker in its forked process, or the only one.
+    The sockets are bound; it switches to --user and --chdir, imports the app, serves."""
+    become_app_process(config)
     try:
         app, interface = load_app(config)
     except AppLoadError as error:

@@ -21,6 +21,13 @@ INTERFACES = ("auto", "wsgi", "asgi")
 LIFESPAN_MODES = ("auto", "on", "off")
 LOOPS = ("auto", "asyncio", "uvloop")
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+#: The settings that take one of a few words.
+CHOICES = {
+    "interface": INTERFACES,
+    "lifespan": LIFESPAN_MODES,
+    "loop": LOOPS,
+    "log_level": LOG_LEVELS,
+}
 
 
 def _setting(help_text: str, *, default: Any) -> Any:
@@ -88,6 +95,24 @@ class Config:
         "group of a Unix socket fcgigw creates: a group name or gid (e.g. the web server's)",
         default="",
     )
+    user: str = _setting(
+        "user the workers run as, a name or uid: fcgigw binds as root, then each worker (or "
+        "the one process, without workers) switches to it before importing the app",
+        default="",
+    )
+    group: str = _setting(
+        "group the workers run as, a name or gid (default: the --user's primary group)",
+        default="",
+    )
+    allow_root: bool = _setting(
+        "let workers (--workers, pools) run as root; refused without it when fcgigw starts as "
+        "root and no --user is given (php-fpm's --allow-to-run-as-root)",
+        default=False,
+    )
+    chdir: str = _setting(
+        "directory the app is imported from (put on sys.path), entered after --user applies",
+        default="",
+    )
     allow_from: tuple[str, ...] = _setting(
         "web server addresses or networks allowed to connect over TCP, comma-separated "
         "(defaults to FCGI_WEB_SERVER_ADDRS, FastCGI §3.2)",
@@ -135,16 +160,11 @@ class Config:
     )
 
     def __post_init__(self) -> None:
-        if self.interface not in INTERFACES:
-            raise ValueError(f"interface must be one of {', '.join(INTERFACES)}")
-        if self.lifespan not in LIFESPAN_MODES:
-            raise ValueError(f"lifespan must be one of {', '.join(LIFESPAN_MODES)}")
-        if self.loop not in LOOPS:
-            raise ValueError(f"loop must be one of {', '.join(LOOPS)}")
+        for name, allowed in CHOICES.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}")
         if self.loop == "uvloop" and importlib.util.find_spec("uvloop") is None:
             raise ValueError("loop: uvloop is not installed (pip install 'fcgigw[fast]')")
-        if self.log_level not in LOG_LEVELS:
-            raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
         for name in (
             "threads",
             "max_params_bytes",
@@ -172,8 +192,9 @@ class Config:
         if not self.roles:
             raise ValueError("roles needs at least one role")
         self.addresses  # parse now, so a bad --bind is reported before anything starts  # noqa: B018
-        if self.root_path and not self.root_path.startswith("/"):
-            raise ValueError("root_path must start with '/'")
+        for name in ("root_path", "chdir"):
+            if getattr(self, name) and not getattr(self, name).startswith("/"):
+                raise ValueError(f"{name} must start with '/'")
 
     @property
     def addresses(self) -> tuple[Address, ...]:

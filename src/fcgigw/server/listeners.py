@@ -12,9 +12,9 @@ import os
 import pwd
 import socket
 import stat
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Iterable, Mapping, MutableMapping
 
-from ..address import Address, parse_address
+from ..address import Address, format_address, parse_address
 from ..config import Config
 from ..digits import is_ascii_digits
 
@@ -140,6 +140,18 @@ def _ids(path: str, user: str, group: str) -> tuple[int, int]:
     except KeyError:
         raise BindError(f"cannot listen on unix:{path}: no group {group!r}") from None
     return uid, gid
+
+
+def _set_unix_permissions(path: str, config: Config) -> None:
+    """--socket-mode, --socket-user and --socket-group on a socket file that already
+    listens: a pool whose settings changed keeps its socket, and only these may differ."""
+    uid, gid = _ids(path, *_owner(config))
+    try:
+        if uid != -1 or gid != -1:
+            os.chown(path, uid, gid)
+        os.chmod(path, config.socket_mode)
+    except OSError as error:
+        raise BindError(f"cannot set the mode of unix:{path}: {error.strerror}") from None
 
 
 def _owner(config: Config) -> tuple[str, str]:
@@ -293,3 +305,57 @@ def describe(sock: socket.socket) -> str:
     if sock.family == socket.AF_UNIX:
         return f"unix:{name}"
     return _tcp_name(name[0], name[1])
+
+
+#: Who wants listeners from a ListenerSet: a name (a pool's) and its settings.
+Owner = tuple[str, Config]
+
+
+class ListenerSet:
+    """Listening sockets by address, kept open across reloads by the master of a file of
+    pools: a replaced pool's new process gets the very socket the old one accepts on, so
+    no connection is refused meanwhile."""
+
+    def __init__(self) -> None:
+        self.sockets: dict[str, socket.socket] = {}
+
+    @staticmethod
+    def keys(name: str, config: Config) -> list[str]:
+        keys = []
+        for address in config.addresses:
+            key = format_address(address)
+            if address.kind == "tcp" and address.port == 0:
+                key = f"{name}/{key}"  # each owner asked for a port of its own
+            keys.append(key)
+        return keys
+
+    def open_for(self, owners: Iterable[Owner]) -> None:
+        """Open what the owners need and is not open yet, all or none. A Unix socket kept
+        gets the owner's --socket-mode, --socket-user and --socket-group again."""
+        opened: list[str] = []
+        try:
+            for name, config in owners:
+                for key, address in zip(self.keys(name, config), config.addresses, strict=True):
+                    if key in self.sockets:
+                        if address.kind == "unix":
+                            _set_unix_permissions(address.path, config)
+                        continue
+                    self.sockets[key] = open_listener(address, config.socket_mode, _owner(config))
+                    opened.append(key)
+        except BaseException:
+            for key in opened:
+                self.sockets.pop(key).close()
+            raise
+
+    def of(self, name: str, config: Config) -> list[socket.socket]:
+        return [self.sockets[key] for key in self.keys(name, config)]
+
+    def keep_only(self, owners: Iterable[Owner]) -> None:
+        """Close the sockets no owner wants any more (a process that still has one keeps it
+        until it exits; new connections are refused once it has)."""
+        wanted = {key for name, config in owners for key in self.keys(name, config)}
+        for key in set(self.sockets) - wanted:
+            self.sockets.pop(key).close()
+
+    def close(self) -> None:
+        self.keep_only(())

@@ -24,11 +24,13 @@ class Logged(Protocol):
 access_logger = logging.getLogger("fcgigw.access")
 
 
-def configure_logging(level: str) -> None:
-    """One stderr handler for the fcgigw loggers (the app's own logging is left alone)."""
+def configure_logging(level: str, label: str = "") -> None:
+    """One stderr handler for the fcgigw loggers (the app's own logging is left alone);
+    ``label`` (a pool's name) follows the process id on each line."""
     handler = logging.StreamHandler(sys.stderr)
+    process = f"%(process)d {label}" if label else "%(process)d"
     handler.setFormatter(
-        logging.Formatter("%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s")
+        logging.Formatter(f"%(asctime)s [{process}] %(levelname)s %(name)s: %(message)s")
     )
     root = logging.getLogger("fcgigw")
     root.handlers[:] = [handler]
