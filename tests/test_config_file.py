@@ -114,7 +114,7 @@ def test_pools_inherit_the_top_level(tmp_path: Path) -> None:
         ),
         (
             "bind = 'nowhere'\n",
-            ":1: bind: address must be HOST:PORT, [IPV6]:PORT or unix:PATH, got 'nowhere'",
+            ":1: bind: address must be HOST:PORT, [IPV6]:PORT, unix:PATH or fd://N, got 'nowhere'",
         ),
         ("bind = [1, 2]\n", ":1: bind: want a string or a list of strings, got [1, 2]"),
         ("interface = 'cgi'\n", ":1: interface: must be one of auto, wsgi, asgi"),
