@@ -22,8 +22,11 @@ from .server.cgi import serve_cgi, started_as_cgi
 from .server.listeners import BindError, open_listeners
 from .server.logs import configure_logging
 from .server.malloc import limit_malloc_arenas
+from .server.monitor import standalone_seat
 from .server.pidfile import pid_file
+from .server.scoreboard import Seat
 from .server.server import Server
+from .server.status import StatusPages, with_status_asgi, with_status_wsgi
 from .server.stdio import reopen_missing_stdio
 from .server.supervisor import Supervisor
 
@@ -152,12 +155,25 @@ def load_app(config: Config) -> tuple[Any, str]:
 
 
 def make_server(
-    app: Any, interface: str, config: Config, listeners: list[socket.socket] | None = None
+    app: Any,
+    interface: str,
+    config: Config,
+    listeners: list[socket.socket] | None = None,
+    seat: Seat | None = None,
 ) -> Server | AsyncServer:
-    """The threaded server for WSGI, the asyncio one for ASGI."""
+    """The threaded server for WSGI, the asyncio one for ASGI; ``seat``: the worker's place
+    on its supervisor's scoreboard (a process alone makes its own when a feature needs it)."""
+    seat = seat or standalone_seat(config)
+    server: Server | AsyncServer
     if interface == "asgi":
-        return AsyncServer(app, config, listeners)
-    return Server(app, config, listeners)
+        server = AsyncServer(app, config, listeners, seat)
+    else:
+        server = Server(app, config, listeners, seat)
+    if config.status_path or config.ping_path:
+        pages = StatusPages(config, seat.board if seat else None, server.listeners)
+        wrap = with_status_asgi if interface == "asgi" else with_status_wsgi
+        server.app = wrap(server.app, pages)
+    return server
 
 
 def supervise(config: Config) -> int:
@@ -175,13 +191,18 @@ def supervise(config: Config) -> int:
             sock.close()
 
 
-def run_worker(config: Config, listeners: list[socket.socket], on_ready: Callable[[], None]) -> int:
+def run_worker(
+    config: Config,
+    listeners: list[socket.socket],
+    on_ready: Callable[[], None],
+    seat: Seat | None,
+) -> int:
     """One supervised worker, in its forked process: import the app, serve, exit code."""
     try:
         app, interface = load_app(config)
     except AppLoadError as error:
         report_app_load_error(error)
         return EXIT_APP_LOAD
-    server = make_server(app, interface, config, listeners)
+    server = make_server(app, interface, config, listeners, seat)
     server.on_ready = on_ready
     return serve(server)

@@ -133,6 +133,14 @@ class Config:
         "request body bytes held in memory per request before spilling to a temporary file",
         default=1024 * 1024,
     )
+    status_path: str = _setting(
+        "URL path fcgigw answers itself with the pool's status (text like php-fpm's; ?json, "
+        "?openmetrics), before the app; empty: off",
+        default="",
+    )
+    ping_path: str = _setting(
+        "URL path fcgigw answers itself with 'pong', before the app; empty: off", default=""
+    )
 
     def __post_init__(self) -> None:
         if self.interface not in INTERFACES:
@@ -174,6 +182,15 @@ class Config:
         self.addresses  # parse now, so a bad --bind is reported before anything starts  # noqa: B018
         if self.root_path and not self.root_path.startswith("/"):
             raise ValueError("root_path must start with '/'")
+        self._check_operations()
+
+    def _check_operations(self) -> None:
+        """The settings of the status page, slow log, recycling and process manager."""
+        for name in ("status_path", "ping_path"):
+            if getattr(self, name) and not getattr(self, name).startswith("/"):
+                raise ValueError(f"{name} must start with '/'")
+        if self.status_path and self.status_path == self.ping_path:
+            raise ValueError("status_path and ping_path must differ")
 
     @property
     def addresses(self) -> tuple[Address, ...]:

@@ -23,16 +23,17 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import FrameType
 
 from ..config import Config
+from .scoreboard import SERVING, STOPPING, Scoreboard, Seat
 
 logger = logging.getLogger("fcgigw.supervisor")
 
 #: Runs in a freshly forked worker: load the app, serve on the listeners, call the readiness
-#: callback once serving; returns the process exit code.
-WorkerMain = Callable[[list[socket.socket], Callable[[], None]], int]
+#: callback once serving, report to its scoreboard seat (if any); returns the exit code.
+WorkerMain = Callable[[list[socket.socket], Callable[[], None], Seat | None], int]
 
 #: Worker exit codes meaning the application cannot start: it cannot be imported
 #: (cli.EXIT_APP_LOAD) or its lifespan startup failed (cli.EXIT_LIFESPAN). Retrying is futile.
@@ -70,6 +71,7 @@ class Worker:
     ready: bool = False
     stopping: bool = False
     kill_at: float | None = None
+    slot: int | None = None  # its scoreboard slot
 
 
 class Supervisor:
@@ -88,6 +90,8 @@ class Supervisor:
         self._respawn_delay = RESPAWN_DELAY_SECONDS[0]
         self._respawn_at = 0.0
         self._wakeup_read, self._wakeup_write = os.pipe()
+        #: Shared with the workers, when a feature reads it (the status page, …).
+        self.board = make_scoreboard(config)
 
     # -- running -------------------------------------------------------------------------
 
@@ -104,6 +108,7 @@ class Supervisor:
                 self._handle_signals()
                 self._reap()
                 self._enforce_deadlines()
+                self._watch_scoreboard()
                 if not self._stopping:
                     self._retire_old_generations()
                     self._spawn_missing()
@@ -137,6 +142,8 @@ class Supervisor:
             data = b""
         if data:
             worker.ready = True
+            if self.board is not None and worker.slot is not None:
+                self.board.set_phase(worker.slot, SERVING)
             logger.info("worker %d serving (generation %d)", worker.pid, worker.generation)
         # EOF without the byte: the worker died before serving; _reap handles it.
         os.close(fd)
@@ -195,6 +202,8 @@ class Supervisor:
             return
         worker.stopping = True
         worker.kill_at = deadline
+        if self.board is not None and worker.slot is not None:
+            self.board.set_phase(worker.slot, STOPPING)
         _signal(worker.pid, signal.SIGTERM if graceful else signal.SIGINT)
 
     # -- workers -------------------------------------------------------------------------
@@ -213,15 +222,22 @@ class Supervisor:
             self._spawn()
 
     def _spawn(self) -> None:
+        board = self.board
+        slot = board.claim(0, self.generation) if board is not None else None
+        seat = Seat(board, slot) if board is not None and slot is not None else None
         ready_read, ready_write = os.pipe()
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the child's coverage is collected by its own exit
             os.close(ready_read)
-            os._exit(self._worker_process(ready_write))
+            os._exit(self._worker_process(ready_write, seat))
         os.close(ready_write)
-        self.workers[pid] = Worker(pid, self.generation, ready_read)
+        if seat is not None:
+            seat.board.set_pid(seat.index, pid)
+        elif board is not None:
+            logger.warning("worker %d has no scoreboard slot: the status page omits it", pid)
+        self.workers[pid] = Worker(pid, self.generation, ready_read, slot=slot)
 
-    def _worker_process(self, ready_write: int) -> int:
+    def _worker_process(self, ready_write: int, seat: Seat | None) -> int:
         """In the forked child: forget the supervisor's state, serve, return the exit code."""
         supervisor_pid = os.getppid()
         self._restore_signal_handlers()
@@ -241,7 +257,7 @@ class Supervisor:
         # Whatever happens, the child returns an exit code: unwinding into the supervisor's
         # loop would leave two supervisors.
         try:
-            return self.worker_main(self.listeners, ready)
+            return self.worker_main(self.listeners, ready, seat)
         except SystemExit as error:
             return error.code if isinstance(error.code, int) else 1
         except BaseException:
@@ -267,6 +283,8 @@ class Supervisor:
     def _worker_exited(self, worker: Worker, code: int) -> None:
         if worker.ready_fd >= 0:
             os.close(worker.ready_fd)
+        if self.board is not None and worker.slot is not None:
+            self.board.release(worker.slot)
         if worker.stopping or self._stopping:
             logger.info("worker %d stopped (exit %d)", worker.pid, code)
             return
@@ -310,6 +328,14 @@ class Supervisor:
         for worker in self._current()[self.target :]:
             self._stop_worker(worker)
 
+    def _watch_scoreboard(self) -> None:
+        """Keep the pool's "max busy reached" (the workers publish whether they are busy)."""
+        if self.board is None:
+            return
+        busy = sum(1 for view in self.board.workers() if view.figures.in_flight)
+        if busy > self.board.header().max_busy:
+            self.board.count(max_busy=busy)
+
     def _enforce_deadlines(self) -> None:
         now = time.monotonic()
         for worker in self.workers.values():
@@ -317,6 +343,16 @@ class Supervisor:
                 logger.warning("worker %d did not stop in time: killing it", worker.pid)
                 _signal(worker.pid, signal.SIGKILL)
                 worker.kill_at = None
+
+
+def make_scoreboard(config: Config) -> Scoreboard | None:
+    """The pool's scoreboard, made before the first fork, when a feature reads it. Its slots
+    leave room for a reload (two generations at once) and for TTIN."""
+    if not config.status_path:
+        return None
+    board = Scoreboard(max(16, 4 * config.workers), "static", (config.workers, config.workers))
+    board.write_header(replace(board.header(), supervisor_pid=os.getpid()))
+    return board
 
 
 def _signal(pid: int, signum: int) -> None:
