@@ -26,6 +26,7 @@ from .server.monitor import standalone_seat
 from .server.pidfile import pid_file
 from .server.scoreboard import Seat
 from .server.server import Server
+from .server.slowlog import open_slow_log
 from .server.status import StatusPages, with_status_asgi, with_status_wsgi
 from .server.stdio import reopen_missing_stdio
 from .server.supervisor import Supervisor
@@ -89,10 +90,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     exit_on_early_signals()
     try:
         config = config_from_args(sys.argv[1:] if argv is None else argv)
+        start_logging(config)
     except ValueError as error:
         print(f"fcgigw: {error}", file=sys.stderr)
         return EXIT_CONFIG
-    configure_logging(config.log_level)
     if config.workers and not started_as_cgi(config, os.environ):
         return supervise(config)
     try:
@@ -110,6 +111,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BIND
     with pid_file(config.pid_file):
         return serve(server)
+
+
+def start_logging(config: Config) -> None:
+    """The error log, and the slow log's file, opened before any fork so that every worker
+    writes to it (ValueError if it cannot be opened)."""
+    configure_logging(config.log_level)
+    try:
+        open_slow_log(config.slow_log)
+    except OSError as error:
+        raise ValueError(f"slow_log: {error}") from None
 
 
 def report_app_load_error(error: AppLoadError) -> None:

@@ -141,6 +141,12 @@ class Config:
     ping_path: str = _setting(
         "URL path fcgigw answers itself with 'pong', before the app; empty: off", default=""
     )
+    slow_request_timeout: int = _setting(
+        "seconds after which a request still running is logged once, with the Python stack "
+        "where the app waits, and counted as slow (php-fpm's request_slowlog_timeout); 0: off",
+        default=0,
+    )
+    slow_log: str = _setting("file for the slow log; empty: the error log", default="")
 
     def __post_init__(self) -> None:
         if self.interface not in INTERFACES:
@@ -172,6 +178,7 @@ class Config:
             "idle_timeout_seconds",
             "request_timeout_seconds",
             "max_request_body_bytes",
+            "slow_request_timeout",
         ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")

@@ -19,28 +19,13 @@ from .connection_limit import Admission
 from .core import ConnectionCore, CoreRequest
 from .lifecycle import RequestEnd
 from .scoreboard import NO_RECYCLE, Figures, Seat
-
-_DESCRIBED = (b"REQUEST_METHOD", b"REQUEST_URI", b"SCRIPT_NAME", b"PATH_INFO", b"QUERY_STRING")
+from .slowlog import SlowLog, describe
 
 
 class HasCore(Protocol):
     """A connection of either backend."""
 
     core: ConnectionCore
-
-
-def describe(params: Iterable[tuple[bytes, bytes]]) -> tuple[str, str]:
-    """A request's method and URI, from its params (REQUEST_URI, else the CGI pieces)."""
-    found: dict[bytes, bytes] = {}
-    for name, value in params:
-        if name in _DESCRIBED:
-            found.setdefault(name, value)
-    uri = found.get(b"REQUEST_URI")
-    if uri is None:
-        uri = found.get(b"SCRIPT_NAME", b"") + found.get(b"PATH_INFO", b"")
-        if found.get(b"QUERY_STRING"):
-            uri += b"?" + found[b"QUERY_STRING"]
-    return found.get(b"REQUEST_METHOD", b"-").decode("latin-1"), uri.decode("latin-1")
 
 
 def running_requests(connections: Iterable[HasCore]) -> list[CoreRequest]:
@@ -58,7 +43,7 @@ def running_requests(connections: Iterable[HasCore]) -> list[CoreRequest]:
 
 def standalone_seat(config: Config) -> Seat | None:
     """The scoreboard of a process without a supervisor, when a feature reads it."""
-    return Seat.alone() if config.status_path else None
+    return Seat.alone() if config.status_path or config.slow_request_timeout else None
 
 
 class Monitor:
@@ -77,10 +62,15 @@ class Monitor:
         self._last_active = 0.0
         self._busy_seen = False
         self.recycle = NO_RECYCLE
+        self.slow: SlowLog | None = None
+        if config.slow_request_timeout:
+            self.slow = SlowLog(config.slow_request_timeout, config.slow_log)
 
     def tick(self, connections: Iterable[HasCore], now: float) -> None:
         """One clock tick: publish the figures."""
         running = running_requests(connections)
+        if self.slow is not None:
+            self.slow.check(running, now)
         self.publish(running, now)
 
     def publish(self, running: list[CoreRequest], now: float) -> None:
@@ -110,7 +100,7 @@ class Monitor:
 
     @property
     def slow_count(self) -> int:
-        return 0
+        return self.slow.count if self.slow is not None else 0
 
 
 def _started_at(request: CoreRequest) -> float:

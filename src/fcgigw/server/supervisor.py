@@ -348,7 +348,7 @@ class Supervisor:
 def make_scoreboard(config: Config) -> Scoreboard | None:
     """The pool's scoreboard, made before the first fork, when a feature reads it. Its slots
     leave room for a reload (two generations at once) and for TTIN."""
-    if not config.status_path:
+    if not (config.status_path or config.slow_request_timeout):
         return None
     board = Scoreboard(max(16, 4 * config.workers), "static", (config.workers, config.workers))
     board.write_header(replace(board.header(), supervisor_pid=os.getpid()))
