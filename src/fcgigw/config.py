@@ -122,7 +122,8 @@ class Config:
         default=300,
     )
     request_timeout_seconds: int = _setting(
-        "seconds a request may run before fcgigw answers 504 for it and logs it; 0 is no limit",
+        "seconds a request may run before fcgigw answers 504 for it and logs it; under "
+        "--workers its worker is then replaced (a new one starts first); 0 is no limit",
         default=0,
     )
     max_request_body_bytes: int = _setting(
@@ -147,6 +148,11 @@ class Config:
         default=0,
     )
     slow_log: str = _setting("file for the slow log; empty: the error log", default="")
+    max_worker_memory: int = _setting(
+        "MiB of RSS after which a worker is replaced (a new one starts first, the old one "
+        "finishes its requests); 0: no limit. Needs --workers",
+        default=0,
+    )
 
     def __post_init__(self) -> None:
         if self.interface not in INTERFACES:
@@ -179,6 +185,7 @@ class Config:
             "request_timeout_seconds",
             "max_request_body_bytes",
             "slow_request_timeout",
+            "max_worker_memory",
         ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")

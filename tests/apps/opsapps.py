@@ -3,7 +3,8 @@ pools): ``opsapps:wsgi`` and ``opsapps:asgi`` route by the first path segment.
 
 - ``/hello``: a small answer, with the worker's pid.
 - ``/slow?seconds=S``: waits in ``wait_in_the_app`` (the slow log must name it).
-- ``/block``: never answers (a stuck request).
+- ``/block``: never answers (a stuck request; the ASGI one ignores its cancellation).
+- ``/freeze`` (ASGI): blocks the event loop itself.
 - ``/allocate?mib=N``: keeps N MiB alive in the worker (RSS recycling).
 """
 
@@ -58,6 +59,8 @@ async def asgi(scope: dict[str, Any], receive: Receive, send: Send) -> None:
     params = query(scope["query_string"].decode())
     if name == "slow":
         await wait_in_the_app_async(float(params.get("seconds", "1")))
+    elif name == "freeze":
+        time.sleep(3600)
     elif name == "block":
         while True:
             try:

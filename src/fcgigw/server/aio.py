@@ -100,6 +100,8 @@ class AsyncServer:
                 handler.abort()
                 if handler.task is not None:
                     handler.task.cancel()
+                    if self.monitor is not None:
+                        self.monitor.cancelled(handler.task)
         if self.monitor is not None:
             self.monitor.tick(connections, now)
         loop = asyncio.get_running_loop()

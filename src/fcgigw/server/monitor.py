@@ -10,6 +10,8 @@ pays nothing at all.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 from collections.abc import Iterable
 from typing import Protocol
@@ -18,8 +20,10 @@ from ..config import Config
 from .connection_limit import Admission
 from .core import ConnectionCore, CoreRequest
 from .lifecycle import RequestEnd
-from .scoreboard import NO_RECYCLE, Figures, Seat
+from .scoreboard import NO_RECYCLE, RECYCLE_STUCK, Figures, Seat
 from .slowlog import SlowLog, describe
+
+logger = logging.getLogger("fcgigw.server")
 
 
 class HasCore(Protocol):
@@ -39,6 +43,16 @@ def running_requests(connections: Iterable[HasCore]) -> list[CoreRequest]:
             continue
         running.extend(request for request in requests if not request.finished)
     return running
+
+
+def supervisor_needs_scoreboard(config: Config) -> bool:
+    """Whether a supervisor maps a scoreboard for its workers."""
+    return bool(
+        config.status_path
+        or config.slow_request_timeout
+        or config.request_timeout_seconds
+        or config.max_worker_memory
+    )
 
 
 def standalone_seat(config: Config) -> Seat | None:
@@ -62,16 +76,23 @@ class Monitor:
         self._last_active = 0.0
         self._busy_seen = False
         self.recycle = NO_RECYCLE
+        self._cancelled: list[asyncio.Task[None]] = []
         self.slow: SlowLog | None = None
         if config.slow_request_timeout:
             self.slow = SlowLog(config.slow_request_timeout, config.slow_log)
 
     def tick(self, connections: Iterable[HasCore], now: float) -> None:
-        """One clock tick: publish the figures."""
-        running = running_requests(connections)
-        if self.slow is not None:
-            self.slow.check(running, now)
-        self.publish(running, now)
+        """One clock tick: the slow log, then publish the figures. Never raises: the
+        clock that calls it also runs every timeout."""
+        try:
+            running = running_requests(connections)
+            if self._cancelled:
+                self._check_cancelled()
+            if self.slow is not None:
+                self.slow.check(running, now)
+            self.publish(running, now)
+        except Exception:
+            logger.exception("error while reporting to the scoreboard")
 
     def publish(self, running: list[CoreRequest], now: float) -> None:
         served = self._request_end.served
@@ -97,6 +118,32 @@ class Monitor:
         if self.alone and running and not self._busy_seen:
             self._busy_seen = True
             self.seat.board.count(max_busy=1)
+
+    @property
+    def replaced_when_stuck(self) -> bool:
+        """A supervisor replaces this worker when a request is stuck in it."""
+        return not self.alone
+
+    def request_stuck(self) -> None:
+        """A request passed request_timeout_seconds and still holds its thread (or task):
+        ask the supervisor for a replacement (published on this tick)."""
+        if self.alone or self.recycle != NO_RECYCLE:
+            return
+        self.recycle = RECYCLE_STUCK
+        logger.warning(
+            "worker %d asks to be replaced: a request is stuck past request_timeout_seconds",
+            os.getpid(),
+        )
+
+    def cancelled(self, task: asyncio.Task[None]) -> None:
+        """An ASGI request was cancelled at its timeout: stuck if it is still running on the
+        next tick (the app ignored the cancellation)."""
+        self._cancelled.append(task)
+
+    def _check_cancelled(self) -> None:
+        if any(not task.done() for task in self._cancelled):
+            self.request_stuck()
+        self._cancelled.clear()
 
     @property
     def slow_count(self) -> int:

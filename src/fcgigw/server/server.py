@@ -127,9 +127,15 @@ class Server:
             channel = request.handler
             assert isinstance(channel, ThreadChannel)
             seconds = self.config.request_timeout_seconds
-            consequence = "its thread stays busy until the app returns"
+            monitor = self.monitor
+            if monitor is not None and monitor.replaced_when_stuck:
+                consequence = "its worker will be replaced"
+            else:
+                consequence = "its thread stays busy until the app returns"
             timed_out(channel, seconds, consequence, headers_sent=request.bytes_sent > 0)
             connection.wake_readers()  # an app waiting for its body sees the abort
+            if monitor is not None:
+                monitor.request_stuck()
         with connection.lock:
             since = connection.inline_since
             watch = since and now - since >= WATCH_AFTER_SECONDS and not connection.watched

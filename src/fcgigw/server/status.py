@@ -12,7 +12,6 @@ so whichever worker answers tells the same story. Formats: php-fpm-like text by 
 
 from __future__ import annotations
 
-import os
 import socket
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -22,12 +21,12 @@ from typing import Any
 from ..config import Config
 from .backlog import listen_queue
 from .listeners import describe
+from .recycling import rss_bytes
 from .scoreboard import PHASES, RECYCLE_REASONS, SERVING, STARTING, STOPPING, Scoreboard
 from .status_format import FORMATS
 
 Answer = tuple[str, list[tuple[str, str]], bytes]
 _NO_CACHE = ("Cache-Control", "no-store")
-_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,15 +69,6 @@ class PoolStatus:
     recycled_memory: int
     listeners: list[ListenerStatus]
     workers: list[WorkerStatus]
-
-
-def rss_bytes(pid: int) -> int | None:
-    """Resident memory of ``pid`` (Linux /proc), or None."""
-    try:
-        with open(f"/proc/{pid}/statm", "rb") as statm:
-            return int(statm.read().split()[1]) * _PAGE_SIZE
-    except (OSError, ValueError, IndexError):
-        return None
 
 
 def _worker_state(phase: int, in_flight: int) -> str:

@@ -27,7 +27,17 @@ from dataclasses import dataclass, field, replace
 from types import FrameType
 
 from ..config import Config
-from .scoreboard import SERVING, STOPPING, Scoreboard, Seat
+from .monitor import supervisor_needs_scoreboard
+from .recycling import Recycler
+from .scoreboard import (
+    NO_RECYCLE,
+    RECYCLE_MEMORY,
+    RECYCLE_REASONS,
+    SERVING,
+    STOPPING,
+    Scoreboard,
+    Seat,
+)
 
 logger = logging.getLogger("fcgigw.supervisor")
 
@@ -69,9 +79,11 @@ class Worker:
     ready_fd: int  # read end of the pipe the worker writes one byte to once it serves
     started_at: float = field(default_factory=time.monotonic)
     ready: bool = False
+    ready_at: float = 0.0
     stopping: bool = False
     kill_at: float | None = None
     slot: int | None = None  # its scoreboard slot
+    replacing: bool = False  # stuck or too big: stops once its replacement serves
 
 
 class Supervisor:
@@ -92,6 +104,7 @@ class Supervisor:
         self._wakeup_read, self._wakeup_write = os.pipe()
         #: Shared with the workers, when a feature reads it (the status page, …).
         self.board = make_scoreboard(config)
+        self.recycler = Recycler(config)
 
     # -- running -------------------------------------------------------------------------
 
@@ -142,6 +155,7 @@ class Supervisor:
             data = b""
         if data:
             worker.ready = True
+            worker.ready_at = time.monotonic()
             if self.board is not None and worker.slot is not None:
                 self.board.set_phase(worker.slot, SERVING)
             logger.info("worker %d serving (generation %d)", worker.pid, worker.generation)
@@ -210,7 +224,9 @@ class Supervisor:
 
     def _current(self) -> list[Worker]:
         return [
-            w for w in self.workers.values() if w.generation == self.generation and not w.stopping
+            w
+            for w in self.workers.values()
+            if w.generation == self.generation and not w.stopping and not w.replacing
         ]
 
     def _spawn_missing(self) -> None:
@@ -304,6 +320,7 @@ class Supervisor:
                 for other in self._current():
                     self._stop_worker(other, graceful=False)
                 self.generation = max(w.generation for w in serving)
+                self._back_off(worker)  # a replacement that cannot start is retried slowly
                 return
         logger.error("worker %d died (exit %d); replacing it", worker.pid, code)
         self._back_off(worker)
@@ -315,12 +332,18 @@ class Supervisor:
         self._respawn_delay = min(self._respawn_delay * 2, RESPAWN_DELAY_SECONDS[1])
 
     def _retire_old_generations(self) -> None:
-        """Once the current generation all serve, older workers stop gracefully."""
+        """Once the current generation all serve, older workers, and those being replaced,
+        stop gracefully."""
         current = self._current()
         if len(current) < self.target or not all(w.ready for w in current):
             return
         for worker in self.workers.values():
-            if worker.generation != self.generation and not worker.stopping:
+            if worker.stopping:
+                continue
+            if worker.replacing:
+                logger.info("stopping worker %d: its replacement serves", worker.pid)
+                self._stop_worker(worker)
+            elif worker.generation != self.generation:
                 logger.info("stopping worker %d (generation %d)", worker.pid, worker.generation)
                 self._stop_worker(worker)
 
@@ -329,12 +352,36 @@ class Supervisor:
             self._stop_worker(worker)
 
     def _watch_scoreboard(self) -> None:
-        """Keep the pool's "max busy reached" (the workers publish whether they are busy)."""
-        if self.board is None:
+        """Keep the pool's "max busy reached" (the workers publish whether they are busy),
+        and replace the workers the recycler names."""
+        board = self.board
+        if board is None:
             return
-        busy = sum(1 for view in self.board.workers() if view.figures.in_flight)
-        if busy > self.board.header().max_busy:
-            self.board.count(max_busy=busy)
+        views = {view.index: view for view in board.workers()}
+        busy = sum(1 for view in views.values() if view.figures.in_flight)
+        if busy > board.header().max_busy:
+            board.count(max_busy=busy)
+        if self._stopping:
+            return
+        now = time.monotonic()
+        for worker in list(self.workers.values()):
+            view = views.get(worker.slot) if worker.slot is not None else None
+            if view is None or not worker.ready or worker.stopping or worker.replacing:
+                continue
+            reason, detail = self.recycler.verdict(view, now, worker.ready_at)
+            if reason != NO_RECYCLE:
+                self._replace(worker, reason, detail)
+
+    def _replace(self, worker: Worker, reason: int, detail: str) -> None:
+        """Start a replacement for ``worker``; it stops once the replacement serves."""
+        worker.replacing = True
+        name = RECYCLE_REASONS[reason]
+        logger.warning("replacing worker %d (%s): %s", worker.pid, name, detail)
+        if self.board is not None:
+            if reason == RECYCLE_MEMORY:
+                self.board.count(recycled_memory=1)
+            else:
+                self.board.count(recycled_stuck=1)
 
     def _enforce_deadlines(self) -> None:
         now = time.monotonic()
@@ -348,7 +395,7 @@ class Supervisor:
 def make_scoreboard(config: Config) -> Scoreboard | None:
     """The pool's scoreboard, made before the first fork, when a feature reads it. Its slots
     leave room for a reload (two generations at once) and for TTIN."""
-    if not (config.status_path or config.slow_request_timeout):
+    if not supervisor_needs_scoreboard(config):
         return None
     board = Scoreboard(max(16, 4 * config.workers), "static", (config.workers, config.workers))
     board.write_header(replace(board.header(), supervisor_pid=os.getpid()))
