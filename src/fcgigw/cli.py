@@ -94,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as error:
         print(f"fcgigw: {error}", file=sys.stderr)
         return EXIT_CONFIG
-    if config.workers and not started_as_cgi(config, os.environ):
+    if config.supervised and not started_as_cgi(config, os.environ):
         return supervise(config)
     try:
         app, interface = load_app(config)

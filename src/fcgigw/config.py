@@ -148,6 +148,21 @@ class Config:
         default=0,
     )
     slow_log: str = _setting("file for the slow log; empty: the error log", default="")
+    workers_min: int = _setting(
+        "fewest worker processes when --workers-max scales the pool; 0 is on demand: no "
+        "worker runs until a connection arrives",
+        default=1,
+    )
+    workers_max: int = _setting(
+        "most worker processes: the pool scales between --workers-min and this, starting "
+        "one more when all are busy (--workers, if given, is where it starts); 0: a fixed "
+        "--workers",
+        default=0,
+    )
+    worker_idle_timeout: int = _setting(
+        "seconds a worker may stay idle before it stops, while more than --workers-min run",
+        default=10,
+    )
     max_worker_memory: int = _setting(
         "MiB of RSS after which a worker is replaced (a new one starts first, the old one "
         "finishes its requests); 0: no limit. Needs --workers",
@@ -186,6 +201,8 @@ class Config:
             "max_request_body_bytes",
             "slow_request_timeout",
             "max_worker_memory",
+            "workers_min",
+            "workers_max",
         ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")
@@ -205,6 +222,21 @@ class Config:
                 raise ValueError(f"{name} must start with '/'")
         if self.status_path and self.status_path == self.ping_path:
             raise ValueError("status_path and ping_path must differ")
+        if self.worker_idle_timeout < 1:
+            raise ValueError("worker_idle_timeout must be at least 1")
+        if not self.workers_max:
+            if self.workers_min != 1:
+                raise ValueError("workers_min needs workers_max (the pool's upper bound)")
+            return
+        if self.workers_min > self.workers_max:
+            raise ValueError("workers_min must not be above workers_max")
+        if self.workers and not self.workers_min <= self.workers <= self.workers_max:
+            raise ValueError("workers (where the pool starts) must be within workers_min..max")
+
+    @property
+    def supervised(self) -> bool:
+        """Worker processes under a supervisor (--workers, or a scaling pool)."""
+        return bool(self.workers or self.workers_max)
 
     @property
     def addresses(self) -> tuple[Address, ...]:

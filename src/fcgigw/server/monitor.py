@@ -52,6 +52,7 @@ def supervisor_needs_scoreboard(config: Config) -> bool:
         or config.slow_request_timeout
         or config.request_timeout_seconds
         or config.max_worker_memory
+        or config.workers_max
     )
 
 

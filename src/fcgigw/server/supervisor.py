@@ -23,21 +23,13 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from types import FrameType
 
 from ..config import Config
-from .monitor import supervisor_needs_scoreboard
-from .recycling import Recycler
-from .scoreboard import (
-    NO_RECYCLE,
-    RECYCLE_MEMORY,
-    RECYCLE_REASONS,
-    SERVING,
-    STOPPING,
-    Scoreboard,
-    Seat,
-)
+from .pool_watch import PoolWatch, make_scoreboard
+from .process_manager import ProcessManager
+from .scoreboard import SERVING, STOPPING, Seat
 
 logger = logging.getLogger("fcgigw.supervisor")
 
@@ -87,13 +79,15 @@ class Worker:
 
 
 class Supervisor:
-    """Keeps ``config.workers`` processes serving; see the module docstring for signals."""
+    """Keeps the workers the process manager wants serving (``config.workers`` when it is
+    static); see the module docstring for signals."""
 
     def __init__(self, config: Config, listeners: list[socket.socket], worker_main: WorkerMain):
         self.config = config
         self.listeners = listeners
         self.worker_main = worker_main
-        self.target = config.workers
+        self.manager = ProcessManager(config)
+        self.target = self.manager.initial
         self.workers: dict[int, Worker] = {}
         self.generation = 0
         self.exit_code = 0
@@ -103,8 +97,8 @@ class Supervisor:
         self._respawn_at = 0.0
         self._wakeup_read, self._wakeup_write = os.pipe()
         #: Shared with the workers, when a feature reads it (the status page, …).
-        self.board = make_scoreboard(config)
-        self.recycler = Recycler(config)
+        self.board = make_scoreboard(config, self.manager)
+        self.watch = PoolWatch(self.board, config, self.manager) if self.board else None
 
     # -- running -------------------------------------------------------------------------
 
@@ -113,7 +107,9 @@ class Supervisor:
         if threading.current_thread() is not threading.main_thread():
             raise RuntimeError("the supervisor (workers > 0) must run in the main thread")
         self._install_signal_handlers()
-        logger.info("supervisor %d starting %d workers", os.getpid(), self.target)
+        logger.info(
+            "supervisor %d starting %d workers (%s)", os.getpid(), self.target, self.manager.name
+        )
         try:
             self._spawn_missing()
             while self.workers or not self._stopping:
@@ -134,18 +130,30 @@ class Supervisor:
 
     def _wait_for_events(self) -> None:
         pending = [w.ready_fd for w in self.workers.values() if w.ready_fd >= 0]
+        listening = self._listeners_to_watch()
         timeout = TICK_SECONDS
         if self._respawn_at:
             timeout = max(0.0, min(timeout, self._respawn_at - time.monotonic()))
         try:
-            readable, _, _ = select.select([self._wakeup_read, *pending], [], [], timeout)
+            readable, _, _ = select.select(
+                [self._wakeup_read, *pending, *listening], [], [], timeout
+            )
         except InterruptedError:  # pragma: no cover - PEP 475 retries select itself
             return
         for fd in readable:
             if fd == self._wakeup_read:
                 os.read(self._wakeup_read, 4096)
+            elif fd in listening:
+                self.target = self.manager.connection_waiting(self.target)
             else:
                 self._mark_ready(fd)
+
+    def _listeners_to_watch(self) -> list[int]:
+        """On demand with no worker: the listeners, whose readability starts one (the
+        supervisor never accepts; the worker takes the connection)."""
+        if not self.manager.on_demand or self._stopping or self.target or self._current():
+            return []
+        return [sock.fileno() for sock in self.listeners]
 
     def _mark_ready(self, fd: int) -> None:
         worker = next(w for w in self.workers.values() if w.ready_fd == fd)
@@ -352,36 +360,16 @@ class Supervisor:
             self._stop_worker(worker)
 
     def _watch_scoreboard(self) -> None:
-        """Keep the pool's "max busy reached" (the workers publish whether they are busy),
-        and replace the workers the recycler names."""
-        board = self.board
-        if board is None:
+        """Act on what the scoreboard says: replace, scale (see pool_watch.py)."""
+        if self.watch is None or self._stopping:
             return
-        views = {view.index: view for view in board.workers()}
-        busy = sum(1 for view in views.values() if view.figures.in_flight)
-        if busy > board.header().max_busy:
-            board.count(max_busy=busy)
-        if self._stopping:
-            return
-        now = time.monotonic()
-        for worker in list(self.workers.values()):
-            view = views.get(worker.slot) if worker.slot is not None else None
-            if view is None or not worker.ready or worker.stopping or worker.replacing:
-                continue
-            reason, detail = self.recycler.verdict(view, now, worker.ready_at)
-            if reason != NO_RECYCLE:
-                self._replace(worker, reason, detail)
-
-    def _replace(self, worker: Worker, reason: int, detail: str) -> None:
-        """Start a replacement for ``worker``; it stops once the replacement serves."""
-        worker.replacing = True
-        name = RECYCLE_REASONS[reason]
-        logger.warning("replacing worker %d (%s): %s", worker.pid, name, detail)
-        if self.board is not None:
-            if reason == RECYCLE_MEMORY:
-                self.board.count(recycled_memory=1)
-            else:
-                self.board.count(recycled_stuck=1)
+        workers = list(self.workers.values())
+        decision = self.watch.decide(workers, self._current(), self.target, time.monotonic())
+        self.target = decision.target
+        for pid in decision.stop:
+            self._stop_worker(self.workers[pid])
+        for pid in decision.replace:
+            self.workers[pid].replacing = True  # a replacement starts; it stops once that serves
 
     def _enforce_deadlines(self) -> None:
         now = time.monotonic()
@@ -390,16 +378,6 @@ class Supervisor:
                 logger.warning("worker %d did not stop in time: killing it", worker.pid)
                 _signal(worker.pid, signal.SIGKILL)
                 worker.kill_at = None
-
-
-def make_scoreboard(config: Config) -> Scoreboard | None:
-    """The pool's scoreboard, made before the first fork, when a feature reads it. Its slots
-    leave room for a reload (two generations at once) and for TTIN."""
-    if not supervisor_needs_scoreboard(config):
-        return None
-    board = Scoreboard(max(16, 4 * config.workers), "static", (config.workers, config.workers))
-    board.write_header(replace(board.header(), supervisor_pid=os.getpid()))
-    return board
 
 
 def _signal(pid: int, signum: int) -> None:
