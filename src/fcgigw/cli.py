@@ -23,10 +23,14 @@ from .server.cgi import serve_cgi, started_as_cgi
 from .server.listeners import BindError, open_listeners
 from .server.logs import configure_logging
 from .server.malloc import limit_malloc_arenas
+from .server.monitor import standalone_seat
 from .server.pidfile import pid_file
 from .server.pools import PoolMaster
 from .server.privileges import apply_environment, become_app_process, check_root, resolve
+from .server.scoreboard import Seat
 from .server.server import Server
+from .server.slowlog import open_slow_log
+from .server.status import StatusPages, with_status_asgi, with_status_wsgi
 from .server.stdio import reopen_missing_stdio
 from .server.supervisor import Supervisor
 
@@ -124,11 +128,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = loaded.main if loaded else load_config(settings)
         if not (loaded and loaded.pools):
             check_privileges(config)
+        start_logging(config)
     except ValueError as error:
         for line in str(error).splitlines():
             print(f"fcgigw: {line}", file=sys.stderr)
         return EXIT_CONFIG
-    configure_logging(config.log_level)
     if loaded and loaded.pools:
         return run_pools(loaded, namespace.config_file, settings)
     if loaded:
@@ -140,7 +144,7 @@ def serve_config(config: Config) -> int:
     """One server: as a CGI program, under a supervisor (--workers), or in this process."""
     if started_as_cgi(config, os.environ):
         return serve_as_cgi(config)
-    if config.workers:
+    if config.supervised:
         return supervise(config)
     try:
         listeners = open_listeners(config)
@@ -155,7 +159,7 @@ def check_privileges(config: Config) -> None:
     """--user and --group exist and can be switched to; workers do not run as root by
     accident (ValueError: one line for the operator)."""
     resolve(config)
-    if config.workers and not started_as_cgi(config, os.environ):
+    if config.supervised and not started_as_cgi(config, os.environ):
         check_root(config)
 
 
@@ -186,15 +190,17 @@ def run_pool(pool: Pool, listeners: list[socket.socket], on_ready: Callable[[], 
     """One pool, in the child the master forked: its supervisor, or its one process."""
     config = pool.config
     configure_logging(config.log_level, f"pool {pool.name}")
-    if not config.workers:
+    if not config.supervised:
         return run_worker(config, listeners, on_ready)
 
-    def worker(listeners: list[socket.socket], worker_ready: Callable[[], None]) -> int:
+    def worker(
+        listeners: list[socket.socket], worker_ready: Callable[[], None], seat: Seat | None
+    ) -> int:
         def ready() -> None:
             worker_ready()  # the pool's supervisor, then the master (once is enough for it)
             on_ready()
 
-        return run_worker(config, listeners, ready)
+        return run_worker(config, listeners, ready, seat)
 
     return Supervisor(config, listeners, worker).run()
 
@@ -209,6 +215,16 @@ def serve_as_cgi(config: Config) -> int:
         return EXIT_APP_LOAD
     serve_cgi(app, interface, config)
     return EXIT_OK
+
+
+def start_logging(config: Config) -> None:
+    """The error log, and the slow log's file, opened before any fork so that every worker
+    writes to it (ValueError if it cannot be opened)."""
+    configure_logging(config.log_level)
+    try:
+        open_slow_log(config.slow_log)
+    except OSError as error:
+        raise ValueError(f"slow_log: {error}") from None
 
 
 def report_app_load_error(error: AppLoadError) -> None:
@@ -254,12 +270,25 @@ def load_app(config: Config) -> tuple[Any, str]:
 
 
 def make_server(
-    app: Any, interface: str, config: Config, listeners: list[socket.socket] | None = None
+    app: Any,
+    interface: str,
+    config: Config,
+    listeners: list[socket.socket] | None = None,
+    seat: Seat | None = None,
 ) -> Server | AsyncServer:
-    """The threaded server for WSGI, the asyncio one for ASGI."""
+    """The threaded server for WSGI, the asyncio one for ASGI; ``seat``: the worker's place
+    on its supervisor's scoreboard (a process alone makes its own when a feature needs it)."""
+    seat = seat or standalone_seat(config)
+    server: Server | AsyncServer
     if interface == "asgi":
-        return AsyncServer(app, config, listeners)
-    return Server(app, config, listeners)
+        server = AsyncServer(app, config, listeners, seat)
+    else:
+        server = Server(app, config, listeners, seat)
+    if config.status_path or config.ping_path:
+        pages = StatusPages(config, seat.board if seat else None, server.listeners)
+        wrap = with_status_asgi if interface == "asgi" else with_status_wsgi
+        server.app = wrap(server.app, pages)
+    return server
 
 
 def supervise(config: Config) -> int:
@@ -278,7 +307,10 @@ def supervise(config: Config) -> int:
 
 
 def run_worker(
-    config: Config, listeners: list[socket.socket], on_ready: Callable[[], None] | None
+    config: Config,
+    listeners: list[socket.socket],
+    on_ready: Callable[[], None] | None,
+    seat: Seat | None = None,
 ) -> int:
     """One process that serves: a supervised worker in its forked process, or the only one.
     The sockets are bound; it switches to --user and --chdir, imports the app, serves."""
@@ -288,6 +320,6 @@ def run_worker(
     except AppLoadError as error:
         report_app_load_error(error)
         return EXIT_APP_LOAD
-    server = make_server(app, interface, config, listeners)
+    server = make_server(app, interface, config, listeners, seat)
     server.on_ready = on_ready
     return serve(server)

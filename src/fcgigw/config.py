@@ -147,7 +147,8 @@ class Config:
         default=300,
     )
     request_timeout_seconds: int = _setting(
-        "seconds a request may run before fcgigw answers 504 for it and logs it; 0 is no limit",
+        "seconds a request may run before fcgigw answers 504 for it and logs it; under "
+        "--workers its worker is then replaced (a new one starts first); 0 is no limit",
         default=0,
     )
     max_request_body_bytes: int = _setting(
@@ -157,6 +158,40 @@ class Config:
     request_body_memory_bytes: int = _setting(
         "request body bytes held in memory per request before spilling to a temporary file",
         default=1024 * 1024,
+    )
+    status_path: str = _setting(
+        "URL path fcgigw answers itself with the pool's status (text like php-fpm's; ?json, "
+        "?openmetrics), before the app; empty: off",
+        default="",
+    )
+    ping_path: str = _setting(
+        "URL path fcgigw answers itself with 'pong', before the app; empty: off", default=""
+    )
+    slow_request_timeout: int = _setting(
+        "seconds after which a request still running is logged once, with the Python stack "
+        "where the app waits, and counted as slow (php-fpm's request_slowlog_timeout); 0: off",
+        default=0,
+    )
+    slow_log: str = _setting("file for the slow log; empty: the error log", default="")
+    workers_min: int = _setting(
+        "fewest worker processes when --workers-max scales the pool; 0 is on demand: no "
+        "worker runs until a connection arrives",
+        default=1,
+    )
+    workers_max: int = _setting(
+        "most worker processes: the pool scales between --workers-min and this, starting "
+        "one more when all are busy (--workers, if given, is where it starts); 0: a fixed "
+        "--workers",
+        default=0,
+    )
+    worker_idle_timeout: int = _setting(
+        "seconds a worker may stay idle before it stops, while more than --workers-min run",
+        default=10,
+    )
+    max_worker_memory: int = _setting(
+        "MiB of RSS after which a worker is replaced (a new one starts first, the old one "
+        "finishes its requests); 0: no limit. Needs --workers",
+        default=0,
     )
 
     def __post_init__(self) -> None:
@@ -184,6 +219,10 @@ class Config:
             "idle_timeout_seconds",
             "request_timeout_seconds",
             "max_request_body_bytes",
+            "slow_request_timeout",
+            "max_worker_memory",
+            "workers_min",
+            "workers_max",
         ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")
@@ -195,6 +234,30 @@ class Config:
         for name in ("root_path", "chdir"):
             if getattr(self, name) and not getattr(self, name).startswith("/"):
                 raise ValueError(f"{name} must start with '/'")
+        self._check_operations()
+
+    def _check_operations(self) -> None:
+        """The settings of the status page, slow log, recycling and process manager."""
+        for name in ("status_path", "ping_path"):
+            if getattr(self, name) and not getattr(self, name).startswith("/"):
+                raise ValueError(f"{name} must start with '/'")
+        if self.status_path and self.status_path == self.ping_path:
+            raise ValueError("status_path and ping_path must differ")
+        if self.worker_idle_timeout < 1:
+            raise ValueError("worker_idle_timeout must be at least 1")
+        if not self.workers_max:
+            if self.workers_min != 1:
+                raise ValueError("workers_min needs workers_max (the pool's upper bound)")
+            return
+        if self.workers_min > self.workers_max:
+            raise ValueError("workers_min must not be above workers_max")
+        if self.workers and not self.workers_min <= self.workers <= self.workers_max:
+            raise ValueError("workers (where the pool starts) must be within workers_min..max")
+
+    @property
+    def supervised(self) -> bool:
+        """Worker processes under a supervisor (--workers, or a scaling pool)."""
+        return bool(self.workers or self.workers_max)
 
     @property
     def addresses(self) -> tuple[Address, ...]:

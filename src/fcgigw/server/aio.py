@@ -22,6 +22,8 @@ from .connection_limit import Admission
 from .core import FIRST_RECORD_WAIT_SECONDS, CoreSettings
 from .lifecycle import TICK_SECONDS, RequestEnd
 from .listeners import describe, open_listeners
+from .monitor import make_monitor
+from .scoreboard import Seat
 
 logger = logging.getLogger("fcgigw.server")
 
@@ -33,7 +35,11 @@ class AsyncServer:
     """Serves one ASGI application on the configured listeners until stopped."""
 
     def __init__(
-        self, app: ASGIApp, config: Config, listeners: list[socket.socket] | None = None
+        self,
+        app: ASGIApp,
+        config: Config,
+        listeners: list[socket.socket] | None = None,
+        seat: Seat | None = None,
     ) -> None:
         self.app = app
         self.config = config
@@ -50,6 +56,8 @@ class AsyncServer:
         self._stop: asyncio.Event | None = None
         self._fast_stop = False
         self._request_end = RequestEnd(config, self.request_stop)
+        #: Reports to the scoreboard (status page, supervisor), when one is given.
+        self.monitor = make_monitor(config, seat, self.admission, self._request_end)
         #: Called once the server accepts connections (a supervised worker reports readiness).
         self.on_ready: Callable[[], None] | None = None
 
@@ -82,7 +90,8 @@ class AsyncServer:
     def _sweep(self) -> None:
         """Every TICK_SECONDS: the deadlines of every connection's core."""
         now = time.monotonic()
-        for connection in list(self.connections):
+        connections = list(self.connections)
+        for connection in connections:
             for request in connection.tick(now):
                 handler = request.handler
                 assert isinstance(handler, AsyncChannel)
@@ -91,6 +100,10 @@ class AsyncServer:
                 handler.abort()
                 if handler.task is not None:
                     handler.task.cancel()
+                    if self.monitor is not None:
+                        self.monitor.cancelled(handler.task)
+        if self.monitor is not None:
+            self.monitor.tick(connections, now)
         loop = asyncio.get_running_loop()
         self._sweeper = loop.call_later(TICK_SECONDS, self._sweep)
 

@@ -24,6 +24,7 @@ class ConnectionLimit:
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.open = 0
+        self.accepted = 0  # connections admitted since the start (the scoreboard reads it)
         self._lock = threading.Lock()
         self._logged_at = -REFUSAL_LOG_INTERVAL_SECONDS
 
@@ -32,6 +33,7 @@ class ConnectionLimit:
         with self._lock:
             if self.open < self.limit:
                 self.open += 1
+                self.accepted += 1
                 return True
             now = time.monotonic()
             log = now - self._logged_at >= REFUSAL_LOG_INTERVAL_SECONDS

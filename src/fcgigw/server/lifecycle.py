@@ -1,6 +1,6 @@
 """What both backends (threaded WSGI, asyncio ASGI) share about a process's life: the
 max_requests budget after which it stops to be replaced, and what a finished request leaves
-(the access log line, the budget spent)."""
+(the access log line, the budget spent, the count of served requests)."""
 
 from __future__ import annotations
 
@@ -48,8 +48,13 @@ class RequestEnd:
         self._access_log = config.access_log
         self._budget = RequestBudget(config)
         self._request_stop = request_stop
+        #: Requests finished in this process (the scoreboard reads it). The threads add to it
+        #: without a lock: CPython switches threads at calls and backward jumps, not between
+        #: the read and the write of ``+= 1``.
+        self.served = 0
 
     def __call__(self, request: Logged) -> None:
+        self.served += 1
         if self._access_log:
             log_access(request)
         if self._budget.left is not None and self._budget.spend():

@@ -18,7 +18,9 @@ from .connection_limit import Admission, peer_name
 from .core import CoreSettings
 from .lifecycle import TICK_SECONDS, RequestEnd
 from .listeners import describe, open_listeners
+from .monitor import make_monitor
 from .pool import Dispatcher, Work, WorkerThreads
+from .scoreboard import Seat
 from .thread_channel import ThreadChannel
 from .thread_connection import ThreadedConnection
 
@@ -35,7 +37,11 @@ class Server:
     """Serves one WSGI application on the configured listeners until stopped."""
 
     def __init__(
-        self, app: WSGIApp, config: Config, listeners: list[socket.socket] | None = None
+        self,
+        app: WSGIApp,
+        config: Config,
+        listeners: list[socket.socket] | None = None,
+        seat: Seat | None = None,
     ) -> None:
         self.app = app
         self.config = config
@@ -52,6 +58,8 @@ class Server:
         self._clock_stopped = threading.Event()
         self._fast_stop = False
         self._request_end = RequestEnd(config, self.request_stop)
+        #: Reports to the scoreboard (status page, supervisor), when one is given.
+        self.monitor = make_monitor(config, seat, self.admission, self._request_end)
         #: Called once the server accepts connections (a supervised worker reports readiness).
         self.on_ready: Callable[[], None] | None = None
 
@@ -105,20 +113,29 @@ class Server:
         timeout), and the pool watches connections whose owner is long in the app."""
         while not self._clock_stopped.wait(TICK_SECONDS):
             now = time.monotonic()
-            for connection in self._snapshot():
+            connections = self._snapshot()
+            for connection in connections:
                 try:
                     self._visit(connection, now)
                 except Exception:
                     logger.exception("error while enforcing a timeout")
+            if self.monitor is not None:
+                self.monitor.tick(connections, now)
 
     def _visit(self, connection: ThreadedConnection, now: float) -> None:
         for request in connection.tick(now):
             channel = request.handler
             assert isinstance(channel, ThreadChannel)
             seconds = self.config.request_timeout_seconds
-            consequence = "its thread stays busy until the app returns"
+            monitor = self.monitor
+            if monitor is not None and monitor.replaced_when_stuck:
+                consequence = "its worker will be replaced"
+            else:
+                consequence = "its thread stays busy until the app returns"
             timed_out(channel, seconds, consequence, headers_sent=request.bytes_sent > 0)
             connection.wake_readers()  # an app waiting for its body sees the abort
+            if monitor is not None:
+                monitor.request_stuck()
         with connection.lock:
             since = connection.inline_since
             watch = since and now - since >= WATCH_AFTER_SECONDS and not connection.watched

@@ -27,12 +27,15 @@ from dataclasses import dataclass, field
 from types import FrameType
 
 from ..config import Config
+from .pool_watch import PoolWatch, make_scoreboard
+from .process_manager import ProcessManager
+from .scoreboard import SERVING, STOPPING, Seat
 
 logger = logging.getLogger("fcgigw.supervisor")
 
 #: Runs in a freshly forked worker: load the app, serve on the listeners, call the readiness
-#: callback once serving; returns the process exit code.
-WorkerMain = Callable[[list[socket.socket], Callable[[], None]], int]
+#: callback once serving, report to its scoreboard seat (if any); returns the exit code.
+WorkerMain = Callable[[list[socket.socket], Callable[[], None], Seat | None], int]
 
 #: Worker exit codes meaning the application cannot start: it cannot be imported
 #: (cli.EXIT_APP_LOAD) or its lifespan startup failed (cli.EXIT_LIFESPAN). Retrying is futile.
@@ -68,18 +71,23 @@ class Worker:
     ready_fd: int  # read end of the pipe the worker writes one byte to once it serves
     started_at: float = field(default_factory=time.monotonic)
     ready: bool = False
+    ready_at: float = 0.0
     stopping: bool = False
     kill_at: float | None = None
+    slot: int | None = None  # its scoreboard slot
+    replacing: bool = False  # stuck or too big: stops once its replacement serves
 
 
 class Supervisor:
-    """Keeps ``config.workers`` processes serving; see the module docstring for signals."""
+    """Keeps the workers the process manager wants serving (``config.workers`` when it is
+    static); see the module docstring for signals."""
 
     def __init__(self, config: Config, listeners: list[socket.socket], worker_main: WorkerMain):
         self.config = config
         self.listeners = listeners
         self.worker_main = worker_main
-        self.target = config.workers
+        self.manager = ProcessManager(config)
+        self.target = self.manager.initial
         self.workers: dict[int, Worker] = {}
         self.generation = 0
         self.exit_code = 0
@@ -88,6 +96,9 @@ class Supervisor:
         self._respawn_delay = RESPAWN_DELAY_SECONDS[0]
         self._respawn_at = 0.0
         self._wakeup_read, self._wakeup_write = os.pipe()
+        #: Shared with the workers, when a feature reads it (the status page, …).
+        self.board = make_scoreboard(config, self.manager)
+        self.watch = PoolWatch(self.board, config, self.manager) if self.board else None
 
     # -- running -------------------------------------------------------------------------
 
@@ -96,7 +107,9 @@ class Supervisor:
         if threading.current_thread() is not threading.main_thread():
             raise RuntimeError("the supervisor (workers > 0) must run in the main thread")
         self._install_signal_handlers()
-        logger.info("supervisor %d starting %d workers", os.getpid(), self.target)
+        logger.info(
+            "supervisor %d starting %d workers (%s)", os.getpid(), self.target, self.manager.name
+        )
         try:
             self._spawn_missing()
             while self.workers or not self._stopping:
@@ -104,6 +117,7 @@ class Supervisor:
                 self._handle_signals()
                 self._reap()
                 self._enforce_deadlines()
+                self._watch_scoreboard()
                 if not self._stopping:
                     self._retire_old_generations()
                     self._spawn_missing()
@@ -116,18 +130,30 @@ class Supervisor:
 
     def _wait_for_events(self) -> None:
         pending = [w.ready_fd for w in self.workers.values() if w.ready_fd >= 0]
+        listening = self._listeners_to_watch()
         timeout = TICK_SECONDS
         if self._respawn_at:
             timeout = max(0.0, min(timeout, self._respawn_at - time.monotonic()))
         try:
-            readable, _, _ = select.select([self._wakeup_read, *pending], [], [], timeout)
+            readable, _, _ = select.select(
+                [self._wakeup_read, *pending, *listening], [], [], timeout
+            )
         except InterruptedError:  # pragma: no cover - PEP 475 retries select itself
             return
         for fd in readable:
             if fd == self._wakeup_read:
                 os.read(self._wakeup_read, 4096)
+            elif fd in listening:
+                self.target = self.manager.connection_waiting(self.target)
             else:
                 self._mark_ready(fd)
+
+    def _listeners_to_watch(self) -> list[int]:
+        """On demand with no worker: the listeners, whose readability starts one (the
+        supervisor never accepts; the worker takes the connection)."""
+        if not self.manager.on_demand or self._stopping or self.target or self._current():
+            return []
+        return [sock.fileno() for sock in self.listeners]
 
     def _mark_ready(self, fd: int) -> None:
         worker = next(w for w in self.workers.values() if w.ready_fd == fd)
@@ -137,6 +163,9 @@ class Supervisor:
             data = b""
         if data:
             worker.ready = True
+            worker.ready_at = time.monotonic()
+            if self.board is not None and worker.slot is not None:
+                self.board.set_phase(worker.slot, SERVING)
             logger.info("worker %d serving (generation %d)", worker.pid, worker.generation)
         # EOF without the byte: the worker died before serving; _reap handles it.
         os.close(fd)
@@ -195,13 +224,17 @@ class Supervisor:
             return
         worker.stopping = True
         worker.kill_at = deadline
+        if self.board is not None and worker.slot is not None:
+            self.board.set_phase(worker.slot, STOPPING)
         _signal(worker.pid, signal.SIGTERM if graceful else signal.SIGINT)
 
     # -- workers -------------------------------------------------------------------------
 
     def _current(self) -> list[Worker]:
         return [
-            w for w in self.workers.values() if w.generation == self.generation and not w.stopping
+            w
+            for w in self.workers.values()
+            if w.generation == self.generation and not w.stopping and not w.replacing
         ]
 
     def _spawn_missing(self) -> None:
@@ -213,15 +246,22 @@ class Supervisor:
             self._spawn()
 
     def _spawn(self) -> None:
+        board = self.board
+        slot = board.claim(0, self.generation) if board is not None else None
+        seat = Seat(board, slot) if board is not None and slot is not None else None
         ready_read, ready_write = os.pipe()
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the child's coverage is collected by its own exit
             os.close(ready_read)
-            os._exit(self._worker_process(ready_write))
+            os._exit(self._worker_process(ready_write, seat))
         os.close(ready_write)
-        self.workers[pid] = Worker(pid, self.generation, ready_read)
+        if seat is not None:
+            seat.board.set_pid(seat.index, pid)
+        elif board is not None:
+            logger.warning("worker %d has no scoreboard slot: the status page omits it", pid)
+        self.workers[pid] = Worker(pid, self.generation, ready_read, slot=slot)
 
-    def _worker_process(self, ready_write: int) -> int:
+    def _worker_process(self, ready_write: int, seat: Seat | None) -> int:
         """In the forked child: forget the supervisor's state, serve, return the exit code."""
         supervisor_pid = os.getppid()
         self._restore_signal_handlers()
@@ -241,7 +281,7 @@ class Supervisor:
         # Whatever happens, the child returns an exit code: unwinding into the supervisor's
         # loop would leave two supervisors.
         try:
-            return self.worker_main(self.listeners, ready)
+            return self.worker_main(self.listeners, ready, seat)
         except SystemExit as error:
             return error.code if isinstance(error.code, int) else 1
         except BaseException:
@@ -267,6 +307,8 @@ class Supervisor:
     def _worker_exited(self, worker: Worker, code: int) -> None:
         if worker.ready_fd >= 0:
             os.close(worker.ready_fd)
+        if self.board is not None and worker.slot is not None:
+            self.board.release(worker.slot)
         if worker.stopping or self._stopping:
             logger.info("worker %d stopped (exit %d)", worker.pid, code)
             return
@@ -286,6 +328,7 @@ class Supervisor:
                 for other in self._current():
                     self._stop_worker(other, graceful=False)
                 self.generation = max(w.generation for w in serving)
+                self._back_off(worker)  # a replacement that cannot start is retried slowly
                 return
         logger.error("worker %d died (exit %d); replacing it", worker.pid, code)
         self._back_off(worker)
@@ -297,18 +340,36 @@ class Supervisor:
         self._respawn_delay = min(self._respawn_delay * 2, RESPAWN_DELAY_SECONDS[1])
 
     def _retire_old_generations(self) -> None:
-        """Once the current generation all serve, older workers stop gracefully."""
+        """Once the current generation all serve, older workers, and those being replaced,
+        stop gracefully."""
         current = self._current()
         if len(current) < self.target or not all(w.ready for w in current):
             return
         for worker in self.workers.values():
-            if worker.generation != self.generation and not worker.stopping:
+            if worker.stopping:
+                continue
+            if worker.replacing:
+                logger.info("stopping worker %d: its replacement serves", worker.pid)
+                self._stop_worker(worker)
+            elif worker.generation != self.generation:
                 logger.info("stopping worker %d (generation %d)", worker.pid, worker.generation)
                 self._stop_worker(worker)
 
     def _retire_surplus(self) -> None:
         for worker in self._current()[self.target :]:
             self._stop_worker(worker)
+
+    def _watch_scoreboard(self) -> None:
+        """Act on what the scoreboard says: replace, scale (see pool_watch.py)."""
+        if self.watch is None or self._stopping:
+            return
+        workers = list(self.workers.values())
+        decision = self.watch.decide(workers, self._current(), self.target, time.monotonic())
+        self.target = decision.target
+        for pid in decision.stop:
+            self._stop_worker(self.workers[pid])
+        for pid in decision.replace:
+            self.workers[pid].replacing = True  # a replacement starts; it stops once that serves
 
     def _enforce_deadlines(self) -> None:
         now = time.monotonic()
