@@ -15,7 +15,6 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from ..config import Config
@@ -24,51 +23,10 @@ from .listeners import describe
 from .recycling import rss_bytes
 from .scoreboard import PHASES, RECYCLE_REASONS, SERVING, STARTING, STOPPING, Scoreboard
 from .status_format import FORMATS
+from .status_model import ListenerStatus, PoolStatus, WorkerStatus
 
 Answer = tuple[str, list[tuple[str, str]], bytes]
 _NO_CACHE = ("Cache-Control", "no-store")
-
-
-@dataclass(frozen=True, slots=True)
-class ListenerStatus:
-    address: str
-    queued: int | None  # None: the OS does not say
-    limit: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerStatus:
-    pid: int
-    state: str  # starting, idle, busy, stopping
-    generation: int
-    started: float  # wall clock
-    requests_served: int
-    in_flight: int
-    rss_bytes: int | None
-    method: str
-    uri: str
-    request_age: float | None
-    recycle: str  # why it asked to be replaced, or ""
-
-
-@dataclass(frozen=True, slots=True)
-class PoolStatus:
-    pool: str
-    process_manager: str
-    started: float
-    uptime: float
-    accepted: int
-    served: int
-    in_flight: int
-    slow: int
-    total: int
-    busy: int
-    idle: int
-    max_busy: int
-    recycled_stuck: int
-    recycled_memory: int
-    listeners: list[ListenerStatus]
-    workers: list[WorkerStatus]
 
 
 def _worker_state(phase: int, in_flight: int) -> str:
