@@ -411,7 +411,11 @@ def answers_early(kind: str) -> Callable[[Variant, str], bool]:
     wrote; test_matrix_peers.py replays both. Kept as a hook for server-specific exclusions."""
 
     def include(variant: Variant, interface: str) -> bool:
-        return True
+        # HAProxy 2.6 over a Unix socket without FastCGI keep-alive: about one run in twenty,
+        # after the early 413 it stops reading the client's 5 MiB body, so the client blocks
+        # in its upload (seen for both interfaces; its keep-alive variant is fine). Left out
+        # so CI stays deterministic; README note 15 says so.
+        return not (kind == "whole" and variant.name == "haproxy-root")
 
     return include
 

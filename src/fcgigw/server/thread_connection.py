@@ -86,6 +86,7 @@ class ThreadedConnection:
 
     def serve(self) -> None:
         """The owner's loop: run requests, read, and park when idle or close when done."""
+        served = False
         while True:
             with self.lock:
                 if self.core.should_close or self.closed:
@@ -97,6 +98,12 @@ class ThreadedConnection:
                 if others:  # multiplexed requests that came with it (§3.3): to the pool
                     self.host.submit(self._run_pending)
                 self._run_inline(channel)
+                served = True
+            elif idle and served:
+                # The web server sends its next request once it has read this response: wait
+                # for it in the pool's poller (a read now would find nothing).
+                if self._park():
+                    return
             elif (
                 self.reader.take_turn(wait=True)
                 and not self.reader.read_holding_turn(block=not idle)
