@@ -48,8 +48,9 @@ class Scenario:
     #: One wrk thread holds its own copies of a body (about 3x its size), and building them
     #: takes seconds of each cell at 200 MiB; one thread is plenty to wait on a slow reader.
     wrk_threads: int = 2
-    #: wrk runs at least this long: a count of a few slow uploads needs time to mean much
-    #: (one 200 MiB upload at 64 MiB/s takes 3.1 s, and a shorter run completes none).
+    #: wrk runs at least this long. A 200 MiB upload takes about a second, so req/s counts
+    #: a few of them: 10 s keep that count's step near 5%. At 64 MiB/s one takes 3.1 s, and
+    #: a shorter run would complete none (there only the peak RSS matters).
     min_seconds: int = 0
 
 
@@ -64,10 +65,10 @@ SCENARIOS = {
                  about="10 MiB POST read and counted, 8 connections"),
         Scenario("upload-200m", "upload", 2, b"1024", 200 * MiB, warmup=False,
                  about="200 MiB POST read as fast as the server gives it, 2 connections",
-                 wrk_threads=1, min_seconds=5),
+                 wrk_threads=1, min_seconds=10),
         Scenario("upload-200m-slow", "slow_upload", 2, b"1024", 200 * MiB, warmup=False,
                  about="200 MiB POST to an app that reads 64 MiB/s, 2 connections (peak RSS)",
-                 wrk_threads=1, min_seconds=8),
+                 wrk_threads=1, min_seconds=4),
     )
 }  # fmt: skip
 
