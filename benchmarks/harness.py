@@ -134,6 +134,19 @@ def rss_bytes(pid: int) -> int:
     return 0
 
 
+def worker_rss_bytes(root: int) -> int:
+    """VmRSS of the tree's worker: its largest leaf process (gunicorn's and granian's worker
+    under their arbiter, or ``root`` itself when it serves alone)."""
+    tree, leaves, todo = _children(), [], [root]
+    while todo:
+        pid = todo.pop()
+        children = tree.get(pid, [])
+        todo.extend(children)
+        if not children:
+            leaves.append(pid)
+    return max(rss_bytes(pid) for pid in leaves)
+
+
 class PeakRss:
     """Samples the summed VmRSS of a process tree in a thread; ``peak`` is the maximum seen.
 

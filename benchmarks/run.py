@@ -5,11 +5,12 @@
                               [--modes new,keepalive] [--write-results]
 
 Each cell (a target, a scenario, an nginx mode) starts a fresh server with the scenario's
-app, a fresh nginx in front (stock fastcgi_params, or proxy_pass for HTTP servers; once
-without and once with upstream keepalive), checks one response, runs wrk, and samples the
-server tree's RSS. Rounds run every target in turn, alternating the order, so drift of the
-machine hits all alike; the tables show medians. Numbers are printed, never asserted; the
-goals of issue 6 are judged in a last table.
+app, a fresh nginx in front (stock fastcgi_params once without and once with upstream
+keepalive; proxy_pass with keepalive for HTTP servers), checks one response, notes the
+worker's RSS, runs wrk, and samples the server tree's RSS. Rounds run every target in
+turn, alternating the order, so drift of the machine hits all alike; the tables show
+medians. Numbers are printed, never asserted; the targets of issues 14 and 6 are judged in
+the last tables. --write-results also writes benchmarks/RESULTS.md and results.png.
 """
 
 from __future__ import annotations
@@ -24,8 +25,20 @@ import time
 from pathlib import Path
 from types import FrameType
 
-from harness import PeakRss, check, nginx, nginx_binary, post_script, started, workdir, wrk
-from report import Measurement, Results, results_markdown, tables, targets_markdown
+import chart
+from harness import (
+    PeakRss,
+    check,
+    nginx,
+    nginx_binary,
+    post_script,
+    started,
+    workdir,
+    worker_rss_bytes,
+    wrk,
+)
+from report import results_markdown, tables, targets_markdown
+from summary import Measurement, MiB, Results
 from targets import (
     APPS,
     CHECK_BODY_BYTES,
@@ -65,10 +78,12 @@ def measure(
         ):
             url = f"http://{address}/"
             check(url, b"x" * CHECK_BODY_BYTES if scenario.body_bytes else None, scenario.expect)
+            idle = worker_rss_bytes(server.pid)
             if scenario.warmup:
                 wrk(url, WARMUP_SECONDS, connections, scenario.wrk_threads, script)
-            result = wrk(url, args.seconds, connections, scenario.wrk_threads, script)
-        return Measurement(result, rss.peak)
+            seconds = max(args.seconds, scenario.min_seconds)
+            result = wrk(url, seconds, connections, scenario.wrk_threads, script)
+        return Measurement(result, rss.peak, idle)
     finally:
         shutil.rmtree(directory, ignore_errors=True)
 
@@ -83,10 +98,12 @@ def run_rounds(args: argparse.Namespace, targets: list[Target], rundir: Path) ->
             for keepalive in (KEEPALIVE_MODES[mode] for mode in args.modes):
                 for target in order:
                     runs = results.setdefault((scenario.name, target.name, keepalive), [])
-                    runs.append(
-                        cell(target, scenario, keepalive, args=args, rundir=rundir, skipped=skipped)
+                    run = cell(
+                        target, scenario, keepalive, args=args, rundir=rundir, skipped=skipped
                     )
-                    progress(number, scenario, keepalive, target, runs[-1])
+                    runs.append(run)
+                    if run != "-":
+                        progress(number, scenario, keepalive, target, run)
     return results
 
 
@@ -100,7 +117,7 @@ def cell(
     skipped: dict[str, str],
 ) -> Measurement | str:
     """A measurement, or "-" / "not run: why" for a cell that cannot run."""
-    if scenario.name not in target.scenarios:
+    if scenario.name not in target.scenarios or keepalive not in target.modes:
         return "-"
     if target.name in skipped:
         return f"not run: {skipped[target.name]}"
@@ -118,10 +135,11 @@ def progress(
     if isinstance(run, Measurement):
         w = run.wrk
         text = f"{w.requests_per_second:9.1f} req/s p99 {w.p99_ms:7.2f} ms errors {w.errors} "
-        text += f"rss {run.peak_rss_bytes / 2**20:.0f} MiB"
+        idle = run.idle_worker_rss_bytes / MiB
+        text += f"rss {run.peak_rss_bytes / MiB:.0f} MiB (idle worker {idle:.0f})"
     else:
         text = run
-    line = f"[round {number + 1}] {scenario.name:<11} {mode:<9} {target.name:<12} {text}"
+    line = f"[round {number + 1}] {scenario.name:<16} {mode:<9} {target.name:<12} {text}"
     print(line, file=sys.stderr, flush=True)
 
 
@@ -136,12 +154,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated")
     parser.add_argument("--modes", default="new,keepalive", help="nginx modes: new,keepalive")
     parser.add_argument("--seconds", type=int, default=4, help="wrk duration per cell")
-    parser.add_argument("--rounds", type=int, default=2, help="alternating repeats (median)")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating repeats (median)")
     parser.add_argument("--connections", type=int, help="override every scenario's connections")
     parser.add_argument(
         "--fcgigw-arg", action="append", default=[], help="extra fcgigw option (repeatable)"
     )
-    parser.add_argument("--write-results", action="store_true", help="write benchmarks/RESULTS.md")
+    parser.add_argument(
+        "--write-results",
+        action="store_true",
+        help="write benchmarks/RESULTS.md and benchmarks/results.png",
+    )
     args = parser.parse_args(argv)
     for option, known in (
         ("targets", TARGETS),
@@ -184,12 +206,24 @@ def main(argv: list[str] | None = None) -> None:
     about += f"1-min load average {load_before:.2f} before and {os.getloadavg()[0]:.2f} after"
     print(f"\n{tables(results, args.targets)}{about}")
     if args.write_results:
-        command = "python3 benchmarks/run.py " + " ".join(
-            argv if argv is not None else sys.argv[1:]
-        )
-        text = results_markdown(results, args.targets, command.strip(), about)
-        (HERE / "RESULTS.md").write_text(text)
-        print(f"wrote {HERE / 'RESULTS.md'}")
+        write_results(results, args, argv, about)
+
+
+def write_results(
+    results: Results, args: argparse.Namespace, argv: list[str] | None, about: str
+) -> None:
+    """RESULTS.md, with the command that made it, and the chart beside it."""
+    command = "python3 benchmarks/run.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    title = f"hello world through nginx (1 worker): req/s, median of {args.rounds} rounds"
+    picture = HERE / "results.png"
+    why_not = chart.write(results, args.targets, title, about, picture)
+    if why_not:
+        print(f"no chart: {why_not}", file=sys.stderr)
+    text = results_markdown(
+        results, args.targets, command.strip(), about, None if why_not else picture.name
+    )
+    (HERE / "RESULTS.md").write_text(text)
+    print(f"wrote {HERE / 'RESULTS.md'}" + ("" if why_not else f" and {picture}"))
 
 
 if __name__ == "__main__":

@@ -1,19 +1,24 @@
-"""Micro-benchmark of the threaded server's own cost per request: no nginx, no wrk.
+"""Micro-benchmark of fcgigw's server layer, per backend: server CPU per request, no nginx.
 
-    python3 benchmarks/server_micro.py [--requests N] [--repeat N] [--keepalive] [--threads N]
+    python3 benchmarks/server_micro.py [--interface wsgi|asgi] [--keepalive] [--requests N]
+                                       [--repeat N] [--threads N] [--loop L] [--src DIR]
 
-``--requests`` Unix-socket clients connect to a real fcgigw ``Server`` (hello app, in its own
-process) and each writes nginx's usual GET (protocol_micro.NGINX_PARAMS) before the server
-starts; the server then answers them all. With ``--keepalive`` the requests come on 32
-connections with FCGI_KEEP_CONN, the next one sent as soon as the last response arrived.
-Reported: the server process's CPU time (all its threads) per request. The figure to compare
-before and after a change of the hot path: it moves with the server's code only, where req/s
-through nginx moves with the whole machine.
+``--requests`` Unix-socket clients connect to a real fcgigw server in its own process and
+each writes nginx's usual GET (protocol_micro.NGINX_PARAMS) before the server starts; the
+server then answers them all. With ``--keepalive`` the requests come on 32 connections with
+FCGI_KEEP_CONN, the next one sent as soon as the last response arrived. The server is the
+threaded ``Server`` with the WSGI hello of benchmarks/apps (``--interface wsgi``, the
+default) or the asyncio ``AsyncServer`` with its ASGI twin (``--interface asgi``, on uvloop
+when installed). Reported: the server process's CPU time (all its threads) per request, from
+the moment it serves. The figure to compare before and after a change of the hot path: it
+moves with the server's code only, where req/s through nginx moves with the whole machine.
+``--src DIR`` serves with the fcgigw package in DIR (another checkout's ``src``) instead.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import resource
@@ -23,23 +28,23 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+if TYPE_CHECKING:
+    from fcgigw.config import Config
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "apps"))  # run.py's hello apps
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from asgi_apps import hello as asgi_hello
 from protocol_micro import nginx_request
-
-from fcgigw.config import Config
-from fcgigw.server.server import Server
+from wsgi_apps import hello as wsgi_hello
 
 SELF = __file__
 END_REQUEST_TAIL = bytes((1, 3))  # version, FCGI_END_REQUEST: the last record of a response
-
-
-def hello(environ: dict[str, object], start_response: object) -> list[bytes]:
-    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "13")])  # type: ignore[operator]
-    return [b"Hello, world!"]
 
 
 def _cpu() -> float:
@@ -52,11 +57,19 @@ def _answered(data: bytes | bytearray) -> bool:
     return len(data) >= 16 and data[-16:-14] == END_REQUEST_TAIL
 
 
-def serve(listener_fd: int, threads: int) -> None:
+def serve(listener_fd: int, args: argparse.Namespace) -> None:
     """The server process: serve on the inherited listener; on a line from stdin, print the
     CPU seconds spent since serving began, and stop."""
+    from fcgigw.config import Config  # noqa: PLC0415 (from --src when given)
+
     listener = socket.socket(fileno=listener_fd)
-    server = Server(hello, Config(app="x", threads=threads), listeners=[listener])
+    config = Config(app="x", interface=args.interface, threads=args.threads, loop=args.loop)
+    if args.interface == "asgi":
+        serve_asgi(listener, config)
+        return
+    from fcgigw.server.server import Server  # noqa: PLC0415
+
+    server = Server(wsgi_hello, config, listeners=[listener])
     before = _cpu()
     server.start()
     sys.stdin.readline()
@@ -64,56 +77,86 @@ def serve(listener_fd: int, threads: int) -> None:
     server.stop(graceful=False)
 
 
-def _start_server(listener: socket.socket, threads: int) -> subprocess.Popen[str]:
+def serve_asgi(listener: socket.socket, config: Config) -> None:
+    """serve() for the asyncio backend: the loop runs in this thread, and a second one waits
+    for the line on stdin, then stops the loop."""
+    from fcgigw.server.aio import AsyncServer  # noqa: PLC0415
+
+    server = AsyncServer(asgi_hello, config, listeners=[listener])
+
+    def ready() -> None:  # in the loop, before it first accepts
+        loop = asyncio.get_running_loop()
+        loop_name = type(loop).__module__.partition(".")[0]
+
+        def wait_for_line(before: float) -> None:
+            sys.stdin.readline()
+            print(_cpu() - before, loop_name, flush=True)
+            loop.call_soon_threadsafe(server.request_stop, True)
+
+        threading.Thread(target=wait_for_line, args=(_cpu(),), daemon=True).start()
+
+    server.on_ready = ready
+    server.serve_forever()
+
+
+def _start_server(listener: socket.socket, args: argparse.Namespace) -> subprocess.Popen[str]:
+    options = ["--interface", args.interface, "--threads", str(args.threads), "--loop", args.loop]
+    env = dict(os.environ)
+    if args.src:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [args.src, env.get("PYTHONPATH")]))
     return subprocess.Popen(
-        [sys.executable, SELF, "--serve-fd", str(listener.fileno()), "--threads", str(threads)],
+        [sys.executable, SELF, "--serve-fd", str(listener.fileno()), *options],
         pass_fds=[listener.fileno()],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
+        env=env,
     )
 
 
-def _stop_server(process: subprocess.Popen[str]) -> float:
+def _stop_server(process: subprocess.Popen[str]) -> tuple[float, str]:
+    """(the server's CPU seconds, its event loop's name or "" for the threaded backend)."""
     assert process.stdin is not None
     assert process.stdout is not None
     process.stdin.write("\n")
     process.stdin.flush()
-    spent = float(process.stdout.readline())
+    spent, _, loop = process.stdout.readline().partition(" ")
     process.wait(10)
-    return spent
+    return float(spent), loop.strip()
 
 
-def new_connections(path: str, requests: int, threads: int) -> float:
+def new_connections(path: str, args: argparse.Namespace) -> tuple[float, str]:
     """Server CPU µs per request, each on its own connection (nginx without keepalive)."""
     request = nginx_request(flags=0)
     listener = socket.socket(socket.AF_UNIX)
     listener.bind(path)
-    listener.listen(requests + 16)
+    listener.listen(args.requests + 16)
     clients = []
-    for _ in range(requests):
+    for _ in range(args.requests):
         client = socket.socket(socket.AF_UNIX)
         client.connect(path)
         client.sendall(request)
         clients.append(client)
-    process = _start_server(listener, threads)
+    process = _start_server(listener, args)
     for client in clients:  # each ends with the server's FIN
         while client.recv(65536):
             pass
-    spent = _stop_server(process)
+    spent, loop = _stop_server(process)
     for client in clients:
         client.close()
     listener.close()
-    return spent / requests * 1e6
+    return spent / args.requests * 1e6, loop
 
 
-def kept_connections(path: str, requests: int, threads: int, connections: int = 32) -> float:
+def kept_connections(
+    path: str, args: argparse.Namespace, connections: int = 32
+) -> tuple[float, str]:
     """Server CPU µs per request on ``connections`` kept connections (nginx keepalive)."""
-    request = nginx_request(flags=1)
+    request, requests = nginx_request(flags=1), args.requests
     listener = socket.socket(socket.AF_UNIX)
     listener.bind(path)
     listener.listen(64)
-    process = _start_server(listener, threads)
+    process = _start_server(listener, args)
     selector = selectors.DefaultSelector()
     received: dict[socket.socket, bytearray] = {}
     for _ in range(connections):
@@ -128,46 +171,54 @@ def kept_connections(path: str, requests: int, threads: int, connections: int = 
     while answered < requests:
         for key, _ in selector.select():
             client = key.fileobj  # type: ignore[assignment]
-            data = received[client]  # type: ignore[index]
-            data += client.recv(65536)  # type: ignore[union-attr]
+            data = received[client]
+            data += client.recv(65536)
             if _answered(data):
                 data.clear()
                 answered += 1
                 if sent < requests:
-                    client.sendall(request)  # type: ignore[union-attr]
+                    client.sendall(request)
                     sent += 1
-    spent = _stop_server(process)
+    spent, loop = _stop_server(process)
     for client in received:
         client.close()
     listener.close()
-    return spent / requests * 1e6
+    return spent / requests * 1e6, loop
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--interface", choices=("wsgi", "asgi"), default="wsgi")
+    parser.add_argument("--keepalive", action="store_true")
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=8, help="the WSGI server's threads")
+    parser.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto")
+    parser.add_argument("--src", help="serve with the fcgigw package in this directory")
+    parser.add_argument("--serve-fd", type=int, help=argparse.SUPPRESS)
+    return parser.parse_args()
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--requests", type=int, default=2000)
-    parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=8)
-    parser.add_argument("--keepalive", action="store_true")
-    parser.add_argument("--serve-fd", type=int, help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = parse_args()
     logging.getLogger("fcgigw").setLevel(logging.ERROR)
     if args.serve_fd is not None:
-        serve(args.serve_fd, args.threads)
+        serve(args.serve_fd, args)
         return
-    results = []
+    results, loop = [], ""
+    measure = kept_connections if args.keepalive else new_connections
     with tempfile.TemporaryDirectory() as tmp:
         for n in range(args.repeat):
-            path = os.path.join(tmp, f"s{n}")
-            if args.keepalive:
-                results.append(kept_connections(path, args.requests, args.threads))
-            else:
-                results.append(new_connections(path, args.requests, args.threads))
+            microseconds, loop = measure(os.path.join(tmp, f"s{n}"), args)
+            results.append(microseconds)
             time.sleep(0.1)
     mode = "kept connections" if args.keepalive else "new connections"
+    backend = f"asgi on {loop}" if args.interface == "asgi" else f"wsgi, {args.threads} threads"
+    source = f", fcgigw from {args.src}" if args.src else ""
     print(
-        f"{mode}: server CPU µs per request: median {statistics.median(results):.1f}, "
-        f"best {min(results):.1f} ({args.repeat} x {args.requests}, {args.threads} threads)"
+        f"{backend}, {mode}: server CPU µs per request: median "
+        f"{statistics.median(results):.1f}, best {min(results):.1f} "
+        f"({args.repeat} x {args.requests}{source})"
     )
 
 

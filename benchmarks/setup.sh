@@ -9,9 +9,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES="nginx-light wrk uwsgi uwsgi-plugin-python3 libfcgi-dev gcc"
-# fcgisgi is the PyPI name of the asyncio FastCGI adapter; httptools is what uvicorn picks
-# when installed (as uvloop), so uvicorn runs in its fastest configuration.
-PIP_PACKAGES="flup fcgisgi gunicorn uvicorn uvloop httptools"
+# The peers as their users install them: fcgisgi is the PyPI name of the asyncio FastCGI
+# adapter; uvicorn[standard] brings uvloop and httptools, which uvicorn then picks; granian
+# (Rust, WSGI and ASGI) ships as a wheel. matplotlib draws benchmarks/results.png: it is the
+# harness's, not a dependency of fcgigw.
+PIP_PACKAGES=(flup fcgisgi gunicorn "uvicorn[standard]" granian matplotlib)
 PYTHON="${PYTHON:-python3}"
 
 missing=""
@@ -36,6 +38,5 @@ if [ ! -x benchmarks/.venv/bin/python ]; then
     "${PYTHON}" -m venv benchmarks/.venv
 fi
 benchmarks/.venv/bin/python -m pip install --quiet --upgrade pip
-# shellcheck disable=SC2086
-benchmarks/.venv/bin/python -m pip install --quiet -e '.[fast]' ${PIP_PACKAGES}
+benchmarks/.venv/bin/python -m pip install --quiet -e '.[fast]' "${PIP_PACKAGES[@]}"
 echo "benchmarks: ready; run python3 benchmarks/run.py --help"

@@ -48,6 +48,10 @@ class Scenario:
     #: One wrk thread holds its own copies of a body (about 3x its size), and building them
     #: takes seconds of each cell at 200 MiB; one thread is plenty to wait on a slow reader.
     wrk_threads: int = 2
+    #: wrk runs at least this long. A 200 MiB upload takes about a second, so req/s counts
+    #: a few of them: 10 s keep that count's step near 5%. At 64 MiB/s one takes 3.1 s, and
+    #: a shorter run would complete none (there only the peak RSS matters).
+    min_seconds: int = 0
 
 
 CHECK_BODY_BYTES = 1024
@@ -59,9 +63,12 @@ SCENARIOS = {
                  about="1 MiB response in 64 KiB chunks, 32 connections"),
         Scenario("upload-10m", "upload", 8, b"1024", 10 * MiB, warmup=False,
                  about="10 MiB POST read and counted, 8 connections"),
-        Scenario("upload-200m", "slow_upload", 2, b"1024", 200 * MiB, warmup=False,
+        Scenario("upload-200m", "upload", 2, b"1024", 200 * MiB, warmup=False,
+                 about="200 MiB POST read as fast as the server gives it, 2 connections",
+                 wrk_threads=1, min_seconds=10),
+        Scenario("upload-200m-slow", "slow_upload", 2, b"1024", 200 * MiB, warmup=False,
                  about="200 MiB POST to an app that reads 64 MiB/s, 2 connections (peak RSS)",
-                 wrk_threads=1),
+                 wrk_threads=1, min_seconds=4),
     )
 }  # fmt: skip
 
@@ -93,6 +100,9 @@ class Target:
     scenarios: frozenset[str] = field(default_factory=lambda: frozenset(SCENARIOS))
     stop_signal: int = signal.SIGTERM
     about: str = ""
+    #: nginx modes it runs in (False: a new upstream connection per request). An HTTP peer
+    #: always gets upstream keep-alive, as its users run it behind nginx.
+    modes: frozenset[bool] = frozenset({False, True})
 
     def app(self, scenario: Scenario) -> str:
         return f"{self.interface}_apps:{scenario.app}"
@@ -125,10 +135,22 @@ def _gunicorn(x: Launch) -> list[str]:
 
 
 def _uvicorn(x: Launch) -> list[str]:
+    # uvicorn picks uvloop and httptools when installed (uvicorn[standard]); the modules
+    # check below makes their absence a skipped target rather than a slower one.
     quiet = ["--no-access-log", "--log-level", "warning"]
     return [x.python, "-m", "uvicorn", "--uds", str(x.socket), *quiet, x.app]
 
 
+def _granian(interface: str) -> Command:
+    # One worker process with granian's own default threads and loop (uvloop when
+    # installed, as here); its access log is off by default.
+    return lambda x: [
+        x.python, "-m", "granian", "--interface", interface, "--uds", str(x.socket),
+        "--workers", "1", "--log-level", "warning", x.app,
+    ]  # fmt: skip
+
+
+HTTP_MODES = frozenset({True})
 TARGETS = {
     t.name: t
     for t in (
@@ -145,9 +167,13 @@ TARGETS = {
         Target("c-libfcgi", "c", "fastcgi", _c, (), ("gcc", "/usr/include/fcgiapp.h"),
                frozenset({"hello"}), signal.SIGKILL, "32 threads; hello only"),
         Target("gunicorn", "wsgi", "http", _gunicorn, ("gunicorn",),
-               about="proxy_pass, sync worker"),
-        Target("uvicorn", "asgi", "http", _uvicorn, ("uvicorn",),
-               about="proxy_pass, uvloop + httptools"),
+               about="proxy_pass, sync worker", modes=HTTP_MODES),
+        Target("uvicorn", "asgi", "http", _uvicorn, ("uvicorn", "uvloop", "httptools"),
+               about="uvicorn[standard]: proxy_pass, uvloop + httptools", modes=HTTP_MODES),
+        Target("granian-wsgi", "wsgi", "http", _granian("wsgi"), ("granian",),
+               about="proxy_pass, 1 worker, its default threads", modes=HTTP_MODES),
+        Target("granian-asgi", "asgi", "http", _granian("asgi"), ("granian",),
+               about="proxy_pass, 1 worker, its default loop (uvloop)", modes=HTTP_MODES),
     )
 }  # fmt: skip
 
