@@ -31,8 +31,8 @@ ADMIT_AFTER_SECONDS = 0.002
 #: How often the waiting poller looks when nobody is serving (an idle server stays quiet).
 IDLE_POLL_SECONDS = 0.05
 #: Connections taken per accept readiness at most: nginx opens many at once without
-#: keepalive. Never more than the threads free to serve them: with --workers, a connection
-#: this process cannot serve soon is better left in the backlog for another worker.
+#: keepalive. A worker under a supervisor takes no more than it has threads free to serve
+#: them: a connection it cannot serve soon is better left in the backlog for another worker.
 ACCEPT_BATCH = 16
 
 _get_ident = threading.get_ident
@@ -121,9 +121,18 @@ class Dispatcher:
     """Hands out work: new connections, parked connections that became readable, and work
     submitted by other threads."""
 
-    def __init__(self, listeners: list[socket.socket], on_accept: OnAccept, threads: int) -> None:
+    def __init__(
+        self,
+        listeners: list[socket.socket],
+        on_accept: OnAccept,
+        threads: int,
+        *,
+        share_backlog: bool = False,
+    ) -> None:
         self._poller = _Poller()
         self._threads = threads
+        #: Other processes accept on the same listeners (a supervisor's workers).
+        self._share_backlog = share_backlog
         self._on_accept = on_accept
         self._leader = threading.Lock()
         # Taken directly on the fast path (a C-level lock, no Condition method call per use).
@@ -209,13 +218,16 @@ class Dispatcher:
             return True
 
     def _accept(self, listener: socket.socket) -> None:
-        """Take the connections waiting on ``listener``, as many as threads are free to serve
-        them (the leader included) and up to ACCEPT_BATCH."""
+        """Take the connections waiting on ``listener``, up to ACCEPT_BATCH; when the backlog
+        is shared, only as many as threads are free to serve them (the leader included)."""
         # socket.accept() turns family and type into enums three times per connection (a
         # microsecond each); the raw accept and the listener's plain ints skip that.
         family, kind = self._kinds[listener]
-        free = self._threads - len(self._serving) - len(self._ready)
-        for _ in range(max(1, min(free, ACCEPT_BATCH))):
+        batch = ACCEPT_BATCH
+        if self._share_backlog:
+            free = self._threads - len(self._serving) - len(self._ready)
+            batch = max(1, min(free, ACCEPT_BATCH))
+        for _ in range(batch):
             try:
                 fd, address = listener._accept()  # type: ignore[attr-defined]
             except (BlockingIOError, InterruptedError):

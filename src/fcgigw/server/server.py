@@ -50,7 +50,9 @@ class Server:
         # §4.1 FCGI_MAX_REQS: the threads run the requests.
         self.core_settings = CoreSettings.from_config(config, concurrent_requests=config.threads)
         self.request_body_memory_bytes = config.request_body_memory_bytes
-        self._dispatcher = Dispatcher(self.listeners, self._accepted, config.threads)
+        self._dispatcher = Dispatcher(
+            self.listeners, self._accepted, config.threads, share_backlog=config.supervised
+        )
         self._threads = WorkerThreads(self._dispatcher, config.threads)
         self._connections: set[ThreadedConnection] = set()
         self._connections_lock = threading.Lock()

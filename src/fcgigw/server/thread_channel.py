@@ -33,7 +33,7 @@ class ThreadChannel:
     """implements core.RequestHandler (called with the connection's lock held) and the
     adapters' RequestChannel (called by the app's thread)."""
 
-    __slots__ = ("_reader", "_writer", "ended", "inputs", "request")
+    __slots__ = ("_reader", "_writer", "ended", "inputs", "params", "request", "request_id", "role")
 
     def __init__(
         self,
@@ -45,23 +45,15 @@ class ThreadChannel:
         self._reader = reader
         self._writer = writer
         self.request = request
+        # Copied, not properties: the adapters read them on every request.
+        self.request_id = request.request_id
+        self.role = request.role
+        self.params: Params = request.params
         # One buffer per input stream of the role (§6): STDIN, and FCGI_DATA for a Filter.
         self.inputs = {_STDIN: SpillBuffer(memory_limit_bytes)}
         if request.role is Role.FILTER:
             self.inputs[_DATA] = SpillBuffer(memory_limit_bytes)
         self.ended: set[RecordType] = set()
-
-    @property
-    def request_id(self) -> int:
-        return self.request.request_id
-
-    @property
-    def role(self) -> Role:
-        return self.request.role
-
-    @property
-    def params(self) -> Params:
-        return self.request.params
 
     @property
     def aborted(self) -> bool:

@@ -1,8 +1,9 @@
 """One connection on the threaded backend: a blocking socket, its ConnectionCore, and the
 turns that let several threads share it safely (docs/architecture.md has the picture).
 
-- ``lock`` (with ``turn``, a Condition over it) guards the core, the request buffers and the
-  flags below; it is never held during a system call that can block.
+- ``lock`` guards the core, the request buffers and the flags below; it is never held
+  during a system call that can block. Whoever waits for a turn sleeps on a Condition over
+  it (``wait``), made the first time someone has to; ``wake`` wakes them.
 - The read turn: exactly one thread reads the socket at a time (thread_reader) -- the owner
   waiting for the next request, an app thread waiting for its body, a writer whose peer is
   still sending. It is taken and given back inside ``with self.lock`` blocks.
@@ -51,7 +52,9 @@ class ThreadedConnection:
         self.sock = sock
         self.host = host
         self.lock = threading.Lock()
-        self.turn = threading.Condition(self.lock)
+        #: Made when a thread first has to wait for a turn (most connections never do).
+        self._turn: threading.Condition | None = None
+        self._waiting = 0
         self.core = ConnectionCore(host.core_settings, peer, self._start, _monotonic())
         self.parked = False
         self.closed = False
@@ -61,6 +64,21 @@ class ThreadedConnection:
         self._pending: deque[ThreadChannel] = deque()
         self.writer = ConnectionWriter(self)
         self.reader = ConnectionReader(self)
+
+    def wait(self) -> None:
+        """Sleep until a turn is given back (the caller holds ``lock``)."""
+        if self._turn is None:
+            self._turn = threading.Condition(self.lock)
+        self._waiting += 1
+        try:
+            self._turn.wait()
+        finally:
+            self._waiting -= 1
+
+    def wake(self) -> None:
+        """Wake whoever waits for a turn (the caller holds ``lock``)."""
+        if self._waiting and self._turn is not None:
+            self._turn.notify_all()
 
     def _start(self, request: CoreRequest) -> ThreadChannel:
         """The core started a request (lock held): queue it for the owner or the pool."""
@@ -89,11 +107,13 @@ class ThreadedConnection:
         served = False
         while True:
             with self.lock:
-                if self.core.should_close or self.closed:
-                    break
-                channel = self._pending.popleft() if self._pending else None
+                core = self.core
+                done = core.should_close or self.closed
+                channel = self._pending.popleft() if self._pending and not done else None
                 others = bool(self._pending)
-                idle = self.core.idle
+                idle = channel is None and not core.requests and not core.protocol.buffered_bytes
+            if done:
+                break
             if channel is not None:
                 if others:  # multiplexed requests that came with it (§3.3): to the pool
                     self.host.submit(self._run_pending)
@@ -113,13 +133,13 @@ class ThreadedConnection:
         self.close()
 
     def _run_inline(self, channel: ThreadChannel) -> None:
-        with self.lock:
-            self.inline_since = _monotonic()
+        # One float, written by the owner only: the clock may read a stale one (and watch a
+        # moment later), so no lock is taken for it.
+        self.inline_since = _monotonic()
         try:
             self.host.run_request(channel)
         finally:
-            with self.lock:
-                self.inline_since = 0.0
+            self.inline_since = 0.0
 
     def _run_pending(self) -> None:
         """Run requests the owner has not started (it is busy in another one)."""
@@ -165,12 +185,11 @@ class ThreadedConnection:
 
     def wake_readers(self) -> None:
         with self.lock:
-            self.turn.notify_all()
+            self.wake()
 
-    def after_read(self, requests_waiting: bool) -> None:
+    def after_read(self) -> None:
         """A read started requests while the owner is in the app: the pool runs them."""
-        if requests_waiting:
-            self.host.submit(self._run_pending)
+        self.host.submit(self._run_pending)
 
     def requests_waiting(self) -> bool:
         """Requests started that nobody runs (the caller holds the lock)."""
@@ -192,8 +211,9 @@ class ThreadedConnection:
             self.closed = True
             core = self.core
             plain = core.input_complete and core.protocol.should_close and not core.lost
-            core.lose()
-            self.turn.notify_all()
+            if core.requests:
+                core.lose()  # a stop or a timeout: the requests left are aborted
+            self.wake()
         if not plain:
             self.shutdown(socket.SHUT_WR)
             try:

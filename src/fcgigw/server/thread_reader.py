@@ -46,16 +46,19 @@ class ReaderConnection(Protocol):
 
     sock: socket.socket
     lock: threading.Lock
-    turn: threading.Condition
     core: ConnectionCore
     closed: bool
+
+    def wait(self) -> None: ...
+
+    def wake(self) -> None: ...
 
     @property
     def writer(self) -> Flushing: ...
 
     def requests_waiting(self) -> bool: ...
 
-    def after_read(self, requests_waiting: bool) -> None: ...
+    def after_read(self) -> None: ...
 
 
 class ConnectionReader:
@@ -75,7 +78,7 @@ class ConnectionReader:
                 self.reading = True
                 return True
             if wait and not connection.closed:
-                connection.turn.wait()
+                connection.wait()
             return False
 
     def read_holding_turn(self, *, block: bool) -> bool:
@@ -101,9 +104,12 @@ class ConnectionReader:
                 elif block:
                     connection.core.tick(now)  # a held END_REQUEST's quiet time is over
                 waiting = connection.requests_waiting()
-                connection.turn.notify_all()
-        connection.writer.flush()
-        connection.after_read(waiting)
+                flush = connection.core.has_output
+                connection.wake()
+        if flush:
+            connection.writer.flush()
+        if waiting:
+            connection.after_read()
         return data is not None or block
 
     def _wait_readable(self) -> bool:
@@ -130,7 +136,7 @@ class ConnectionReader:
                     if not self.reading:
                         self.reading = True
                         break
-                    connection.turn.wait()
+                    connection.wait()
             self.read_holding_turn(block=True)
 
     def read_while_writing(self) -> None:

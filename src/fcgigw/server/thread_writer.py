@@ -39,9 +39,13 @@ class WriterConnection(Protocol):
 
     sock: socket.socket
     lock: threading.Lock
-    turn: threading.Condition
     core: ConnectionCore
     closed: bool
+
+    def wait(self) -> None: ...
+
+    def wake(self) -> None: ...
+
     inline_since: float
 
     @property
@@ -62,7 +66,7 @@ class ConnectionWriter:
     def _take_turn(self) -> None:
         """Wait for the write turn (the caller holds the connection's lock)."""
         while self.writing:
-            self._connection.turn.wait()
+            self._connection.wait()
         self.writing = True
 
     def send_output(self, request: CoreRequest, data: bytes, stream: RecordType) -> None:
@@ -78,7 +82,7 @@ class ConnectionWriter:
                     output = core.data_to_send() + core.error_output(request, data)
             except ClientDisconnected:
                 self.writing = False
-                connection.turn.notify_all()
+                connection.wake()
                 raise
             reading_too = core.input_pending
         self._send_and_release(output, reading_too)
@@ -119,22 +123,27 @@ class ConnectionWriter:
 
     def _send_and_release(self, data: bytes, reading_too: bool) -> None:
         """Send ``data`` and whatever the core queued meanwhile, then give the turn back."""
-        connection = self._connection
         try:
             self._send(data, reading_too)
         finally:
-            while True:
-                with connection.lock:
-                    core = connection.core
-                    more = b"" if core.lost else core.data_to_send()
-                    if not more:
-                        self.writing = False
-                        connection.turn.notify_all()
-                        break
+            more = self._queued_or_release()
+            while more:
                 try:
                     self._send(more, False)
                 except ClientDisconnected:
                     pass
+                more = self._queued_or_release()
+
+    def _queued_or_release(self) -> bytes:
+        """What the core queued since the turn was taken, or b"" once the turn is given back."""
+        connection = self._connection
+        with connection.lock:
+            core = connection.core
+            more = b"" if core.lost else core.data_to_send()
+            if not more:
+                self.writing = False
+                connection.wake()
+        return more
 
     def _send(self, data: bytes, reading_too: bool) -> None:
         """Write ``data`` (the caller holds the write turn); see the module docstring."""
@@ -163,6 +172,6 @@ class ConnectionWriter:
         except OSError:
             with connection.lock:
                 connection.core.lose()
-                connection.turn.notify_all()
+                connection.wake()
             connection.shutdown(socket.SHUT_RDWR)  # whoever waits in recv() sees the end
             raise ClientDisconnected("the web server went away") from None
