@@ -1,0 +1,156 @@
+"""The web server's side of raw FastCGI connections, for tests that need what fcgigw.client
+does not do: several requests at once on one connection, their records in any order, aborts
+and partial uploads, slow reads. A select loop sends and receives at once (both ends may be
+writing when requests are multiplexed), and every wait has a deadline."""
+
+from __future__ import annotations
+
+import select
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from fcgigw.client import build_params
+from fcgigw.protocol import (
+    NEED_DATA,
+    AbortRequest,
+    ClientConnection,
+    ConnectionClosed,
+    EndRequest,
+    InputData,
+    InputEnd,
+    OutputData,
+    RecordType,
+    RequestStarted,
+    Role,
+)
+
+READ_TIMEOUT = 10.0  # a wait for the server longer than this is a hang
+RST = b"\1\0\0\0\0\0\0\0"  # SO_LINGER on, 0 s: close() sends RST
+
+
+class Hang(Exception):
+    """Nothing came from the server within READ_TIMEOUT."""
+
+
+@dataclass
+class Req:
+    """One request as the client sent it, and what came back under its id."""
+
+    rid: int
+    path: str
+    expected: bytes  # what the test expects as the response body
+    tag: bytes  # what marks its bytes (see test_stress)
+    after_idle: bool  # its BEGIN_REQUEST may find the connection idle: a stop may close it
+    stdout: bytearray = field(default_factory=bytearray)
+    end: EndRequest | None = None
+    aborted: bool = False
+
+    def __str__(self) -> str:
+        state = "aborted" if self.aborted else "ended" if self.end else "not ended"
+        return f"id {self.rid} {self.path} ({state}, {len(self.stdout)} bytes back)"
+
+
+def open_socket(address: str, rcvbuf: int = 0) -> socket.socket:
+    """A non-blocking connection to HOST:PORT or unix:PATH, with a receive buffer of
+    ``rcvbuf`` bytes (set before the handshake fixes the window)."""
+    unix = address.startswith("unix:")
+    sock = socket.socket(socket.AF_UNIX if unix else socket.AF_INET)
+    host, _, port = address.rpartition(":")
+    try:
+        sock.settimeout(READ_TIMEOUT)
+        if rcvbuf:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        sock.connect(address[5:] if unix else (host, int(port)))
+    except OSError:
+        sock.close()
+        raise
+    sock.setblocking(False)
+    return sock
+
+
+class Conn:
+    """One raw connection. Request ids are never reused on it, so a late record for an
+    ended id is a protocol error (ClientConnection raises)."""
+
+    def __init__(self, address: str, first_id: int = 1, rcvbuf: int = 0) -> None:
+        self.sock = open_socket(address, rcvbuf)
+        self.protocol = ClientConnection()
+        self.outbox = bytearray()
+        self.reqs: dict[int, Req] = {}
+        self.next_id = first_id
+        self.eof = self.kept = False  # kept: a request ended and the connection stayed open
+        self.recv_size, self.read_pause = 262144, 0.0
+        self.trace: list[str] = []  # the records in the order sent, when a test shuffles them
+
+    def begin(
+        self, path: str, expected: bytes, keep: bool, length: int = 0, tag: bytes = b""
+    ) -> Req:
+        """Queue BEGIN_REQUEST and the whole PARAMS stream (a POST when ``length``)."""
+        req = self.reqs[self.next_id] = Req(self.next_id, path, expected, tag, self.kept)
+        self.next_id += 1
+        params = tuple(build_params("POST" if length else "GET", path, body_length=length))
+        self.outbox += self.protocol.send(RequestStarted(req.rid, Role.RESPONDER, keep, params))
+        return req
+
+    def body(self, req: Req, data: bytes, end: bool = False) -> None:
+        self.outbox += self.protocol.send(InputData(req.rid, data)) if data else b""
+        self.outbox += self.protocol.send(InputEnd(req.rid)) if end else b""
+
+    def abort(self, req: Req) -> None:
+        if req.rid in self.protocol.active_requests:  # not once its END_REQUEST is here
+            self.outbox += self.protocol.send(AbortRequest(req.rid))
+            req.aborted = True
+
+    def send_now(self) -> None:
+        """Send the queue without reading anything (the pump would)."""
+        self.sock.settimeout(READ_TIMEOUT)
+        self.sock.sendall(self.outbox)
+        self.sock.setblocking(False)
+        self.outbox.clear()
+
+    def pump(self, done: Callable[[], bool]) -> None:
+        """Send the queue and take in what arrives until ``done()`` or EOF."""
+        deadline = time.monotonic() + READ_TIMEOUT
+        while not (done() and not self.outbox) and not self.eof:
+            if (left := deadline - time.monotonic()) <= 0:
+                waiting = [str(req) for req in self.reqs.values() if not req.end]
+                raise Hang(f"nothing within {READ_TIMEOUT} s for {waiting} {self.trace}")
+            writers = [self.sock] if self.outbox else []
+            readable, writable, _ = select.select([self.sock], writers, [], left)
+            if writable:
+                try:
+                    del self.outbox[: self.sock.send(self.outbox[:65536])]
+                except (BrokenPipeError, ConnectionResetError):
+                    self.outbox.clear()  # closed by the server: its EOF comes next
+            if readable:
+                self.receive()
+
+    def receive(self) -> None:
+        try:
+            data = self.sock.recv(self.recv_size)
+        except ConnectionResetError:
+            data = b""
+        self.protocol.receive_data(data)
+        while (event := self.protocol.next_event()) is not NEED_DATA:
+            if isinstance(event, OutputData) and event.stream is RecordType.STDOUT:
+                self.reqs[event.request_id].stdout += event.data
+            elif isinstance(event, EndRequest):
+                self.reqs[event.request_id].end = event
+            elif isinstance(event, ConnectionClosed):
+                self.eof = True
+                return
+        time.sleep(self.read_pause)
+
+    def wait(self, *reqs: Req) -> None:
+        """Until each of ``reqs`` has its END_REQUEST, or EOF."""
+        self.pump(lambda: all(req.end for req in reqs))
+
+    def until_output(self, req: Req) -> None:
+        self.pump(lambda: bool(req.stdout) or req.end is not None)
+
+    def close(self, reset: bool = False) -> None:
+        if reset and self.sock.fileno() >= 0:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, RST)
+        self.sock.close()
