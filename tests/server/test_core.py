@@ -388,3 +388,22 @@ def test_a_stop_waits_for_the_request_of_a_just_accepted_connection(request_come
         harness.core.tick(T0 + FIRST_RECORD_WAIT_SECONDS)
     assert harness.core.should_close
     assert len(harness.handlers) == int(request_comes)
+
+
+def test_a_stop_serves_a_request_whose_params_were_on_the_way_when_the_last_one_ended() -> None:
+    """The stress test found it: a request begun (BEGIN_REQUEST, no PARAMS yet) beside one
+    running when a stop came. When the running one ends, the connection waits for the
+    begun one in time, serves it, then closes."""
+    harness = Harness()
+    client = harness.client
+    harness.feed(request_bytes(client, 1, keep=True))
+    begun = client.send(RequestStarted(2, Role.RESPONDER, True, PARAMS))
+    harness.feed(begun[:16])  # BEGIN_REQUEST only
+    harness.core.stop(T0)
+    harness.core.finish(harness.handlers[0].request, 0, b"", T0 + 2)
+    assert not harness.core.should_close
+    assert harness.core.next_deadline == T0 + 2 + FIRST_RECORD_WAIT_SECONDS
+    harness.feed(begun[16:] + client.send(InputEnd(2)), now=T0 + 2.5)
+    assert len(harness.handlers) == 2
+    harness.core.finish(harness.handlers[1].request, 0, b"", T0 + 2.6)
+    assert harness.core.should_close

@@ -349,19 +349,12 @@ def stress(interface: str, mode: str, tmp_path: Path) -> None:
 
 # -- what the stress test found: deterministic reproductions -----------------------------------
 
-ABORT_ANSWER_LOST = (
-    "bug: an ABORT_REQUEST before the PARAMS end that Connection._take_available() reads (mid-"
-    "write, _receiving_only) is answered by the protocol core, but data_to_send() is not sent later"
-)
-STOP_DROPS_BEGUN = (
-    "bug: AsyncServer._finish_requests waits for app tasks and fresh connections only, so a stop "
-    "closes a connection whose request has begun but whose PARAMS are still coming"
-)
+# Each once broke an invariant the stress test checks: they run for both backends.
 
 
 @pytest.mark.parametrize(
     "interface",
-    [pytest.param("wsgi", marks=pytest.mark.xfail(strict=True, reason=ABORT_ANSWER_LOST)), "asgi"],
+    ["wsgi", "asgi"],
 )
 def test_an_abort_read_while_a_response_is_written_gets_its_end_request(interface: str) -> None:
     """§5.4: request 2's BEGIN_REQUEST and ABORT_REQUEST arrive while request 1 writes 8 MiB
@@ -389,7 +382,7 @@ def test_an_abort_read_while_a_response_is_written_gets_its_end_request(interfac
 
 @pytest.mark.parametrize(
     "interface",
-    ["wsgi", pytest.param("asgi", marks=pytest.mark.xfail(strict=True, reason=STOP_DROPS_BEGUN))],
+    ["wsgi", "asgi"],
 )
 def test_a_stop_serves_a_request_whose_params_are_on_the_way(interface: str) -> None:
     """SIGTERM while request 1 runs and request 2 has sent only its BEGIN_REQUEST on the same

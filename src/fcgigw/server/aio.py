@@ -19,7 +19,7 @@ from ..config import Config
 from .aio_channel import AsyncChannel
 from .aio_connection import FastCGIProtocol
 from .connection_limit import Admission
-from .core import FIRST_RECORD_WAIT_SECONDS, CoreSettings
+from .core import CoreSettings
 from .lifecycle import TICK_SECONDS, RequestEnd
 from .listeners import describe, open_listeners
 from .monitor import make_monitor
@@ -157,10 +157,9 @@ class AsyncServer:
             for connection in list(self.connections):
                 connection.core.stop(now)
                 connection.after_core()
-            wait_fresh_until = loop.time() + FIRST_RECORD_WAIT_SECONDS
+            # Each connection closes when its core says so: idle ones now, busy ones after
+            # their requests, those with a request on its way once it is served or in time.
             while loop.time() < deadline and (self._tasks or self.connections):
-                if not self._tasks and loop.time() > wait_fresh_until:
-                    break
                 if self._tasks:
                     await asyncio.wait(self._tasks, timeout=SHUTDOWN_POLL_SECONDS)
                 else:

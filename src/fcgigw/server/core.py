@@ -257,21 +257,34 @@ class ConnectionCore:
         return data
 
     def _after_requests(self, now: float) -> None:
-        """No request is active: close (§5.1, a stop) or keep the connection idle."""
+        """No request is running: close (§5.1, a stop) or keep the connection idle."""
         if self.should_close:
             return
         protocol = self.protocol
-        stopped = self.stopping and not self.fresh and not protocol.buffered_bytes
-        if protocol.should_close or stopped:
+        if protocol.should_close:
             self.should_close = True
-        elif not self.fresh and self._deadline.setting != _IDLE and not protocol.buffered_bytes:
-            # (Part of the next request in the buffer: its header deadline runs on.)
+        elif self.stopping:
+            if not self.fresh and not self.partial_request:
+                self.should_close = True
+            elif self._deadline.setting != _GRACEFUL_STOP:
+                # A request on its way when the last one ended: it gets its own wait.
+                self._deadline.setting = _GRACEFUL_STOP
+                self._deadline.at = now + FIRST_RECORD_WAIT_SECONDS
+        elif not self.fresh and self._deadline.setting != _IDLE and not self.partial_request:
+            # (Part of the next request has come: its header deadline runs on.)
             self._deadline.arm(_IDLE, self.settings.idle_timeout_seconds, now)
+
+    @property
+    def partial_request(self) -> bool:
+        """Part of a request has come (a BEGIN_REQUEST, some PARAMS) but it has not started."""
+        protocol = self.protocol
+        return protocol.active_requests > len(self.requests) or protocol.buffered_bytes > 0
 
     @property
     def idle(self) -> bool:
         """No request in progress, not even part of one: the connection may be parked."""
-        return not self.requests and not self.protocol.buffered_bytes and not self.should_close
+        protocol = self.protocol
+        return not (protocol.active_requests or protocol.buffered_bytes or self.should_close)
 
     @property
     def has_output(self) -> bool:
@@ -301,7 +314,7 @@ class ConnectionCore:
         if self.stopping or self.should_close:
             return
         self.stopping = True
-        if self.fresh or (not self.requests and self.protocol.buffered_bytes):
+        if self.fresh or (not self.requests and self.partial_request):
             self._deadline.setting = _GRACEFUL_STOP
             self._deadline.at = min(self._deadline.at, now + FIRST_RECORD_WAIT_SECONDS)
         elif not self.requests:

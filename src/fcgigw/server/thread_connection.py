@@ -111,7 +111,7 @@ class ThreadedConnection:
                 done = core.should_close or self.closed
                 channel = self._pending.popleft() if self._pending and not done else None
                 others = bool(self._pending)
-                idle = channel is None and not core.requests and not core.protocol.buffered_bytes
+                idle = channel is None and core.idle
             if done:
                 break
             if channel is not None:
