@@ -273,3 +273,14 @@ def test_lifespan_failures_exit_with_a_clear_message(args: list[str], message: s
 def test_asgi2_double_callable() -> None:
     with run_fcgigw("asgiapps:Asgi2App") as server:
         assert request(server, "/two").body == b"asgi2 /two"
+
+
+def test_get_values_reports_what_the_event_loop_can_run_not_the_thread_count() -> None:
+    """Issue 16: FCGI_MAX_REQS was --threads for ASGI too, so clients that honour it (the npm
+    fastcgi-client) refused concurrency fcgigw has. One event loop runs every connection's
+    requests: max_connections x max_concurrent_requests_per_connection."""
+    args = ("--threads", "2", "--max-connections", "10")
+    with run_fcgigw(*args, "--max-concurrent-requests-per-connection", "5", "asgiapps:hello") as s:
+        with FastCGIClient(s.address, timeout=10) as client:
+            values = client.get_values([b"FCGI_MAX_REQS", b"FCGI_MAX_CONNS"])
+    assert values == {b"FCGI_MAX_REQS": b"50", b"FCGI_MAX_CONNS": b"10"}
