@@ -7,6 +7,7 @@ timeouts, and is stopped by PID when the test ends.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import shutil
 import signal
@@ -25,11 +26,27 @@ EXIT_TIMEOUT_SECONDS = 20
 START_TIMEOUT_SECONDS = 15.0
 
 
+#: Ports handed out by free_port(): below the kernel's ephemeral range (32768 and up on
+#: Linux), where bind(0) and outgoing connections take theirs, and a slice per pytest-xdist
+#: worker, so that a port handed to a server that is still starting cannot be handed to a
+#: test on another worker, nor taken by the kernel, before the server binds it.
+PORTS_START, PORTS_PER_WORKER = 20000, 1500
+_ports_given = itertools.count()
+
+
 def free_port() -> int:
-    """An unused TCP port on 127.0.0.1 (the kernel's choice)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """An unused TCP port on 127.0.0.1, from this test worker's own slice."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:]
+    first = PORTS_START + (int(worker) % 8 if worker.isdigit() else 0) * PORTS_PER_WORKER
+    for _ in range(PORTS_PER_WORKER):
+        port = first + next(_ports_given) % PORTS_PER_WORKER
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {first}..{first + PORTS_PER_WORKER - 1}")
 
 
 def short_tempdir() -> str:
