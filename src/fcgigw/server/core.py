@@ -165,6 +165,8 @@ class ConnectionCore:
     @property
     def next_deadline(self) -> float:
         """When ``tick`` has something to do next (infinity: nothing is timed)."""
+        if not self.requests:  # the usual case at each sweep: no request running
+            return self._deadline.at
         return min(self._deadline.at, self.table.next_deadline)
 
     @property
