@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import errno
 import logging
 import os
 import select
@@ -29,15 +28,14 @@ import socket
 import sys
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from types import FrameType
 
 from ..config import Config
 from ..config_file import ConfigFile, Pool
 from .listeners import BindError, ListenerSet
 from .privileges import apply_environment
+from .signal_inbox import SignalInbox, signal_process, stop_when_orphaned
 
 logger = logging.getLogger("fcgigw.pools")
 
@@ -103,9 +101,8 @@ class PoolMaster:
         self.exit_code = 0
         self._restart_at: dict[str, float] = {}
         self._restart_delay: dict[str, float] = {}
-        self._signals: deque[int] = deque()
         self._stopping = False
-        self._wakeup_read, self._wakeup_write = os.pipe()
+        self._inbox = SignalInbox(_HANDLED)
 
     # -- running -------------------------------------------------------------------------
 
@@ -113,7 +110,7 @@ class PoolMaster:
         """Serve until stopped; the exit code for the process."""
         if threading.current_thread() is not threading.main_thread():
             raise RuntimeError("the pool master must run in the main thread")
-        self._install_signal_handlers()
+        self._inbox.install()
         logger.info("master %d starting pools: %s", os.getpid(), ", ".join(self.wanted))
         try:
             for pool in self.wanted.values():
@@ -126,9 +123,8 @@ class PoolMaster:
                 if not self._stopping:
                     self._start_due()
         finally:
-            self._restore_signal_handlers()
-            os.close(self._wakeup_read)
-            os.close(self._wakeup_write)
+            self._inbox.restore()
+            self._inbox.close()
             self.listeners.close()
         logger.info("master stopped")
         return self.exit_code
@@ -138,10 +134,10 @@ class PoolMaster:
         timeout = TICK_SECONDS
         if self._restart_at:
             timeout = max(0.0, min(timeout, min(self._restart_at.values()) - time.monotonic()))
-        readable, _, _ = select.select([self._wakeup_read, *pending], [], [], timeout)
+        readable, _, _ = select.select([self._inbox.wakeup, *pending], [], [], timeout)
         for fd in readable:
-            if fd == self._wakeup_read:
-                os.read(self._wakeup_read, 4096)
+            if fd == self._inbox.wakeup:
+                self._inbox.clear_wakeup()
             else:
                 self._mark_ready(next(c for c in self.children.values() if c.ready_fd == fd))
 
@@ -172,23 +168,10 @@ class PoolMaster:
 
     # -- signals -------------------------------------------------------------------------
 
-    def _install_signal_handlers(self) -> None:
-        os.set_blocking(self._wakeup_write, False)
-        signal.set_wakeup_fd(self._wakeup_write)
-        for signum in _HANDLED:
-            signal.signal(signum, self._record_signal)
-
-    def _restore_signal_handlers(self) -> None:
-        signal.set_wakeup_fd(-1)
-        for signum in _HANDLED:
-            signal.signal(signum, signal.SIG_DFL)
-
-    def _record_signal(self, signum: int, frame: FrameType | None) -> None:
-        self._signals.append(signum)
-
     def _handle_signals(self) -> None:
-        while self._signals:
-            signum = self._signals.popleft()
+        pending = self._inbox.pending
+        while pending:
+            signum = pending.popleft()
             if signum == signal.SIGTERM:
                 self.stop(graceful=True)
             elif signum in (signal.SIGINT, signal.SIGQUIT):
@@ -215,7 +198,7 @@ class PoolMaster:
             return
         child.stopping = True
         child.kill_at = deadline
-        _signal(child.pid, signal.SIGTERM if graceful else signal.SIGINT)
+        signal_process(child.pid, signal.SIGTERM if graceful else signal.SIGINT)
 
     # -- reloading -----------------------------------------------------------------------
 
@@ -282,11 +265,10 @@ class PoolMaster:
     def _child_process(self, pool: Pool, sockets: list[socket.socket], ready_write: int) -> int:
         """In the forked child: forget the master's state, serve the pool, an exit code."""
         master_pid = os.getppid()
-        self._restore_signal_handlers()
+        self._inbox.restore()
         for signum in (signal.SIGHUP, signal.SIGUSR2, signal.SIGTTIN, signal.SIGTTOU):
             signal.signal(signum, signal.SIG_IGN)  # a --workers pool installs its own
-        os.close(self._wakeup_read)
-        os.close(self._wakeup_write)
+        self._inbox.close()
         for child in self.children.values():
             if child.ready_fd >= 0:
                 os.close(child.ready_fd)
@@ -389,20 +371,12 @@ class PoolMaster:
                     child.pool.name,
                     child.pid,
                 )
-                _signal(child.pid, signal.SIGKILL)
+                signal_process(child.pid, signal.SIGKILL)
                 child.kill_at = None
 
 
 def _owners(pools: Iterable[Pool]) -> list[tuple[str, Config]]:
     return [(pool.name, pool.config) for pool in pools]
-
-
-def _signal(pid: int, signum: int) -> None:
-    try:
-        os.kill(pid, signum)
-    except OSError as error:
-        if error.errno != errno.ESRCH:
-            raise
 
 
 def _stop_with_master(master_pid: int, supervisor: bool) -> None:
@@ -417,10 +391,4 @@ def _stop_with_master(master_pid: int, supervisor: bool) -> None:
             os.kill(os.getpid(), signal.SIGTERM)
         return
 
-    def watch() -> None:
-        while os.getppid() == master_pid:
-            time.sleep(ORPHAN_CHECK_SECONDS)
-        logger.warning("master %d is gone: stopping", master_pid)
-        os.kill(os.getpid(), signal.SIGTERM)
-
-    threading.Thread(target=watch, name="fcgigw-master-watch", daemon=True).start()
+    stop_when_orphaned(master_pid, "master")

@@ -12,7 +12,6 @@ TTIN and TTOU add or remove a worker. Handlers only record the signal; the loop 
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import select
@@ -21,15 +20,14 @@ import socket
 import sys
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from types import FrameType
 
 from ..config import Config
 from .pool_watch import PoolWatch, make_scoreboard
 from .process_manager import ProcessManager
 from .scoreboard import SERVING, STOPPING, Seat
+from .signal_inbox import SignalInbox, signal_process, stop_when_orphaned
 
 logger = logging.getLogger("fcgigw.supervisor")
 
@@ -48,8 +46,6 @@ STABLE_AFTER_SECONDS = 10.0
 FAST_STOP_SECONDS = 5.0
 #: How often the loop wakes when nothing happens (to check deadlines).
 TICK_SECONDS = 0.5
-#: Seconds between a worker's checks that its supervisor is still alive.
-ORPHAN_CHECK_SECONDS = 1.0
 
 _HANDLED = (
     signal.SIGTERM,
@@ -91,11 +87,10 @@ class Supervisor:
         self.workers: dict[int, Worker] = {}
         self.generation = 0
         self.exit_code = 0
-        self._signals: deque[int] = deque()
         self._stopping = False
         self._respawn_delay = RESPAWN_DELAY_SECONDS[0]
         self._respawn_at = 0.0
-        self._wakeup_read, self._wakeup_write = os.pipe()
+        self._inbox = SignalInbox(_HANDLED)
         #: Shared with the workers, when a feature reads it (the status page, …).
         self.board = make_scoreboard(config, self.manager)
         self.watch = PoolWatch(self.board, config, self.manager) if self.board else None
@@ -106,7 +101,7 @@ class Supervisor:
         """Serve until stopped; the exit code for the process."""
         if threading.current_thread() is not threading.main_thread():
             raise RuntimeError("the supervisor (workers > 0) must run in the main thread")
-        self._install_signal_handlers()
+        self._inbox.install()
         logger.info(
             "supervisor %d starting %d workers (%s)", os.getpid(), self.target, self.manager.name
         )
@@ -122,9 +117,8 @@ class Supervisor:
                     self._retire_old_generations()
                     self._spawn_missing()
         finally:
-            self._restore_signal_handlers()
-            os.close(self._wakeup_read)
-            os.close(self._wakeup_write)
+            self._inbox.restore()
+            self._inbox.close()
         logger.info("supervisor stopped")
         return self.exit_code
 
@@ -136,13 +130,13 @@ class Supervisor:
             timeout = max(0.0, min(timeout, self._respawn_at - time.monotonic()))
         try:
             readable, _, _ = select.select(
-                [self._wakeup_read, *pending, *listening], [], [], timeout
+                [self._inbox.wakeup, *pending, *listening], [], [], timeout
             )
         except InterruptedError:  # pragma: no cover - PEP 475 retries select itself
             return
         for fd in readable:
-            if fd == self._wakeup_read:
-                os.read(self._wakeup_read, 4096)
+            if fd == self._inbox.wakeup:
+                self._inbox.clear_wakeup()
             elif fd in listening:
                 self.target = self.manager.connection_waiting(self.target)
             else:
@@ -173,23 +167,10 @@ class Supervisor:
 
     # -- signals -------------------------------------------------------------------------
 
-    def _install_signal_handlers(self) -> None:
-        os.set_blocking(self._wakeup_write, False)
-        signal.set_wakeup_fd(self._wakeup_write)
-        for signum in _HANDLED:
-            signal.signal(signum, self._record_signal)
-
-    def _restore_signal_handlers(self) -> None:
-        signal.set_wakeup_fd(-1)
-        for signum in _HANDLED:
-            signal.signal(signum, signal.SIG_DFL)
-
-    def _record_signal(self, signum: int, frame: FrameType | None) -> None:
-        self._signals.append(signum)
-
     def _handle_signals(self) -> None:
-        while self._signals:
-            signum = self._signals.popleft()
+        pending = self._inbox.pending
+        while pending:
+            signum = pending.popleft()
             if signum == signal.SIGTERM:
                 self.stop(graceful=True)
             elif signum in (signal.SIGINT, signal.SIGQUIT):
@@ -226,7 +207,7 @@ class Supervisor:
         worker.kill_at = deadline
         if self.board is not None and worker.slot is not None:
             self.board.set_phase(worker.slot, STOPPING)
-        _signal(worker.pid, signal.SIGTERM if graceful else signal.SIGINT)
+        signal_process(worker.pid, signal.SIGTERM if graceful else signal.SIGINT)
 
     # -- workers -------------------------------------------------------------------------
 
@@ -264,15 +245,14 @@ class Supervisor:
     def _worker_process(self, ready_write: int, seat: Seat | None) -> int:
         """In the forked child: forget the supervisor's state, serve, return the exit code."""
         supervisor_pid = os.getppid()
-        self._restore_signal_handlers()
+        self._inbox.restore()
         for signum in (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGQUIT):
             signal.signal(signum, signal.SIG_IGN)  # the supervisor's business, not a worker's
-        os.close(self._wakeup_read)
-        os.close(self._wakeup_write)
+        self._inbox.close()
         for worker in self.workers.values():
             if worker.ready_fd >= 0:
                 os.close(worker.ready_fd)
-        _watch_supervisor(supervisor_pid)
+        stop_when_orphaned(supervisor_pid, "supervisor")
 
         def ready() -> None:
             os.write(ready_write, b"1")
@@ -376,26 +356,5 @@ class Supervisor:
         for worker in self.workers.values():
             if worker.kill_at is not None and now >= worker.kill_at:
                 logger.warning("worker %d did not stop in time: killing it", worker.pid)
-                _signal(worker.pid, signal.SIGKILL)
+                signal_process(worker.pid, signal.SIGKILL)
                 worker.kill_at = None
-
-
-def _signal(pid: int, signum: int) -> None:
-    try:
-        os.kill(pid, signum)
-    except OSError as error:
-        if error.errno != errno.ESRCH:
-            raise
-
-
-def _watch_supervisor(supervisor_pid: int) -> None:
-    """A worker whose supervisor died (SIGKILL, OOM) stops gracefully instead of serving on
-    as an orphan that nothing will ever stop."""
-
-    def watch() -> None:
-        while os.getppid() == supervisor_pid:
-            time.sleep(ORPHAN_CHECK_SECONDS)
-        logger.warning("supervisor %d is gone: stopping", supervisor_pid)
-        os.kill(os.getpid(), signal.SIGTERM)
-
-    threading.Thread(target=watch, name="fcgigw-orphan-watch", daemon=True).start()
