@@ -41,8 +41,9 @@ class Flushing(Protocol):
     def flush(self) -> None: ...
 
 
-class ReaderConnection(Protocol):
-    """What the reader needs of its connection (thread_connection.ThreadedConnection)."""
+class SharedConnection(Protocol):
+    """What both turns need of their connection (thread_connection.ThreadedConnection): its
+    socket, its core, and the lock that guards them, with a wait for a turn under it."""
 
     sock: socket.socket
     lock: threading.Lock
@@ -52,6 +53,10 @@ class ReaderConnection(Protocol):
     def wait(self) -> None: ...
 
     def wake(self) -> None: ...
+
+
+class ReaderConnection(SharedConnection, Protocol):
+    """What the reader needs besides."""
 
     @property
     def writer(self) -> Flushing: ...

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import select
 import socket
-import threading
 import time
 from typing import Protocol
 
 from ..adapters.channel import ClientDisconnected
 from ..protocol import RecordType
-from .core import ConnectionCore, CoreRequest
+from .core import CoreRequest
+from .thread_reader import SharedConnection
 
 #: How long a writer whose peer reads nothing waits before it looks again for input to take.
 WRITE_POLL_SECONDS = 0.05
@@ -34,17 +34,8 @@ class Reading(Protocol):
     def read_while_writing(self) -> None: ...
 
 
-class WriterConnection(Protocol):
-    """What the writer needs of its connection (thread_connection.ThreadedConnection)."""
-
-    sock: socket.socket
-    lock: threading.Lock
-    core: ConnectionCore
-    closed: bool
-
-    def wait(self) -> None: ...
-
-    def wake(self) -> None: ...
+class WriterConnection(SharedConnection, Protocol):
+    """What the writer needs besides."""
 
     inline_since: float
 
