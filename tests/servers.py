@@ -20,7 +20,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import fcgigw
+
 REPO = Path(__file__).resolve().parent.parent
+#: Where the fcgigw these tests import lives: children must run the same build.
+PACKAGE_ROOT = Path(fcgigw.__file__).resolve().parent.parent
 LOG_TIMEOUT_SECONDS = 10
 EXIT_TIMEOUT_SECONDS = 20
 START_TIMEOUT_SECONDS = 15.0
@@ -129,9 +133,10 @@ def run_to_exit(*args: str, env: dict[str, str] | None = None) -> subprocess.Com
 
 
 def child_environment() -> dict[str, str]:
-    """The environment for child processes: the source tree and examples importable."""
+    """The environment for child processes: the fcgigw under test (the source tree, or the
+    compiled build tox installed) and the examples importable."""
     environ = dict(os.environ)
-    paths = [str(REPO / "src"), str(REPO), str(REPO / "tests" / "apps")]
+    paths = [str(PACKAGE_ROOT), str(REPO), str(REPO / "tests" / "apps")]
     if environ.get("PYTHONPATH"):
         paths.append(environ["PYTHONPATH"])
     environ["PYTHONPATH"] = os.pathsep.join(paths)

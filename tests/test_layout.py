@@ -93,3 +93,47 @@ def test_console_script_points_at_a_callable(script: str) -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     module, _, attribute = project["project"]["scripts"][script].partition(":")
     assert callable(getattr(importlib.import_module(module), attribute))
+
+
+# -- what mypyc compiles wrong ---------------------------------------------------------------
+# The fast build compiles the same source with mypyc (setup.py). mypyc 2.4 gets two shapes
+# wrong, both found by running the suite compiled: a slice bound is evaluated twice (so
+# ``view[sock.send(view):]`` sends twice), and a tuple assignment whose right side reads one
+# of its own targets can see that target's new type (``a, b = "", a or ""`` raised TypeError).
+
+
+def mypyc_hazards(source: str) -> list[str]:
+    """The lines of ``source`` with a call in a slice bound (``len()`` is pure: allowed), or
+    a tuple assignment that reads one of its targets (a plain swap of names is fine)."""
+    found: list[str] = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Slice):
+            for bound in (node.lower, node.upper, node.step):
+                calls = [n for n in ast.walk(bound) if isinstance(n, ast.Call)] if bound else []
+                if any(not (isinstance(c.func, ast.Name) and c.func.id == "len") for c in calls):
+                    found.append(f"line {node.lineno}: a call in a slice bound")
+        elif isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Tuple):
+            targets = {t.id for t in node.targets[0].elts if isinstance(t, ast.Name)}
+            value = node.value
+            if not isinstance(value, ast.Tuple) or all(isinstance(e, ast.Name) for e in value.elts):
+                continue  # a call's result is whole before the assignment; a swap is fine
+            read = {n.id for n in ast.walk(value) if isinstance(n, ast.Name)}
+            if targets & read:
+                names = sorted(targets & read)
+                found.append(f"line {node.lineno}: a tuple assignment reads {names}")
+    return found
+
+
+def test_the_mypyc_check_catches_both_shapes() -> None:
+    """Positive control, with the two lines the compiled suite caught."""
+    assert mypyc_hazards("view = view[sock.send(view, 0) :]\n")
+    assert mypyc_hazards("script_name, path_info = '', script_name or ''\n")
+    assert not mypyc_hazards("a, b = b, a\nrest = data[len(prefix) :]\n")
+
+
+def test_no_source_has_a_shape_mypyc_compiles_wrong() -> None:
+    hazards = {
+        str(module.relative_to(ROOT)): mypyc_hazards(module.read_text())
+        for module in sorted(PACKAGE.rglob("*.py"))
+    }
+    assert {name: lines for name, lines in hazards.items() if lines} == {}

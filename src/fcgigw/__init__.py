@@ -7,6 +7,20 @@ from typing import Any
 __version__ = "0.1.0"
 
 
+def compiled() -> bool:
+    """True when the per-request modules run as mypyc-compiled C: the fast build
+    (``FCGIGW_COMPILE=1 pip install fcgigw``), False for the pure-Python one."""
+    from .protocol import framing
+
+    return not framing.__file__.endswith(".py")
+
+
+def version_line() -> str:
+    """What ``fcgigw --version`` prints: the version and which build this is."""
+    build = "compiled by mypyc" if compiled() else "pure Python"
+    return f"fcgigw {__version__} ({build})"
+
+
 def serve(app: Any, **settings: Any) -> None:
     """Serve a WSGI or ASGI ``app`` until SIGTERM/SIGINT:
     ``fcgigw.serve(app, bind="unix:/run/app.sock")``.
@@ -38,4 +52,4 @@ def serve(app: Any, **settings: Any) -> None:
     make_server(app, interface, config).serve_forever()
 
 
-__all__ = ["__version__", "serve"]
+__all__ = ["__version__", "compiled", "serve", "version_line"]

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import Any
 
+from . import version_line
 from .adapters.app_loader import AppLoadError, as_asgi3, detect_interface, import_app
 from .adapters.lifespan import LifespanFailure
 from .config import Config, load_config, option_name, parse_value, setting_fields
@@ -67,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
             )
         else:
             parser.add_argument(flag, dest=item.name, metavar=item.name.upper(), help=help_text)
+    parser.add_argument("--version", action="version", version=version_line())
     files = parser.add_argument_group("configuration files")
     files.add_argument(
         "--config",

@@ -146,7 +146,8 @@ def inline(text: str) -> str:
     out: list[str] = []
     position = 0
     for match in _INLINE.finditer(text):
-        out.append(html.escape(text[position : match.start()]))
+        start = match.start()
+        out.append(html.escape(text[position:start]))
         code, bold, label, target = match.groups()
         if code is not None:
             out.append(f"<code>{html.escape(code)}</code>")

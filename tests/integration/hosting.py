@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from servers import REPO, child_environment, short_tempdir
+from servers import PACKAGE_ROOT, child_environment, short_tempdir
 
 WEB_USER = "www-data"
 TIMEOUT = 20
@@ -109,8 +109,14 @@ def vendor(
         check=True,
     )
     ignore = shutil.ignore_patterns("__pycache__")
-    shutil.copytree(REPO / "src" / "fcgigw", lib / "fcgigw", ignore=ignore)
+    # The fcgigw under test, as a user would copy it: the compiled build's modules need the
+    # mypyc runtime that sits beside the package (README, "Speed").
+    shutil.copytree(PACKAGE_ROOT / "fcgigw", lib / "fcgigw", ignore=ignore)
+    for runtime in PACKAGE_ROOT.glob("*__mypyc*"):
+        shutil.copy(runtime, lib / runtime.name)
     for entry in map(Path, json.loads(probe.stdout)):
+        if entry.name == "fcgigw":
+            continue
         if entry.is_dir():
             shutil.copytree(entry, lib / entry.name, ignore=ignore, dirs_exist_ok=True)
         else:

@@ -65,6 +65,10 @@ class AsyncRequestChannel(RequestChannel, Protocol):
     async def wait_disconnected(self) -> None:
         """Wait until the web server leaves, aborts the request, or the response is done."""
 
+    #: The app's coroutine for this request, set when it is called: the slow log follows it
+    #: down to where the app waits (the compiled build's own coroutines have no frames).
+    app_call: Awaitable[None] | None
+
 
 def _text(value: bytes | None) -> str | None:
     return None if value is None else value.decode("latin-1")
@@ -308,7 +312,8 @@ async def run_asgi(
     if channel.role is _FILTER:
         scope["extensions"]["fastcgi"]["receive_data"] = cycle.receive_data
     try:
-        await app(scope, cycle.receive, cycle.send)
+        app_call = channel.app_call = app(scope, cycle.receive, cycle.send)
+        await app_call
     except ClientDisconnected:
         _client_left(channel)
     except RequestBodyTooLarge:

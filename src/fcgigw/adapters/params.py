@@ -56,10 +56,12 @@ def split_script_path(
     if path_info is None:
         if mount_point and not prefix:
             return script_name or "", ""
-        script_name, path_info = "", script_name or ""
+        path_info = script_name or ""  # not one tuple assignment: mypyc 2.4 miscompiles it
+        script_name = ""
     script_name = script_name or ""
     if prefix and not script_name and _under(path_info, prefix):
-        script_name, path_info = prefix, path_info[len(prefix) :]
+        path_info = path_info[len(prefix) :]
+        script_name = prefix
     return script_name, path_info
 
 

@@ -37,7 +37,7 @@ class RecordBuffer:
         self._position = 0
         self._eof = False
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes | bytearray) -> None:
         """Add received bytes; ``b""`` means the peer closed its side."""
         if not data:
             self._eof = True
@@ -113,7 +113,7 @@ class RecordConnection(ABC, Generic[Event]):
         self._records = RecordBuffer()
         self._events: deque[Event] = deque()
 
-    def receive_data(self, data: bytes) -> None:
+    def receive_data(self, data: bytes | bytearray) -> None:
         """Feed bytes read from the socket; ``b""`` when the peer closed."""
         self._records.feed(data)
 

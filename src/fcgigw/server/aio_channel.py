@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
+from collections.abc import Awaitable
 from typing import Protocol
 
 from ..adapters.channel import Params
@@ -42,7 +43,16 @@ class AsyncChannel:
     """One request on a FastCGIProtocol (implements core.RequestHandler and the ASGI
     adapter's AsyncRequestChannel)."""
 
-    __slots__ = ("_done", "_queues", "_transport", "_waiter", "ended", "request", "task")
+    __slots__ = (
+        "_done",
+        "_queues",
+        "_transport",
+        "_waiter",
+        "app_call",
+        "ended",
+        "request",
+        "task",
+    )
 
     def __init__(self, transport: ChannelTransport, request: CoreRequest) -> None:
         self._transport = transport
@@ -57,6 +67,8 @@ class AsyncChannel:
         self._done: asyncio.Event | None = None
         #: The task running the app for this request (set by the server).
         self.task: asyncio.Task[None] | None = None
+        #: The app's coroutine for it, once called (for the slow log).
+        self.app_call: Awaitable[None] | None = None
 
     # -- what the access log and the adapter read ------------------------------------------
 

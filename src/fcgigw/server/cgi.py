@@ -15,7 +15,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from typing import Any
 
 from ..adapters.asgi import run_asgi
@@ -69,6 +69,7 @@ class CGIChannel:
         self.aborted = False
         self.finished = False
         self.app_status = 0
+        self.app_call: Awaitable[None] | None = None  # the protocol's; CGI has no slow log
         self._done = asyncio.Event()  # Python >= 3.10 binds it to the loop on first use
         # What the access log reads (server.logs.Logged).
         self.started_at = time.monotonic()
@@ -110,7 +111,8 @@ class CGIChannel:
         view = memoryview(data)
         try:
             while view:
-                view = view[os.write(self._stdout_fd, view) :]
+                written = os.write(self._stdout_fd, view)
+                view = view[written:]
         except OSError as error:
             self.aborted = True
             raise ClientDisconnected(f"writing the response: {error.strerror}") from None

@@ -85,6 +85,7 @@ class Server:
 
     def run_request(self, channel: ThreadChannel) -> None:
         config = self.config
+        channel.thread_ident = threading.get_ident()
         run_wsgi(
             self.app,
             channel,

@@ -2,10 +2,11 @@
 logged once, with the worker's pid, its method and URI, and the Python stack that runs it, down
 to the line of the app's code where it waits (php-fpm's slowlog, uWSGI's harakiri traceback).
 
-Nothing is recorded per request to find that stack. A WSGI request runs in the thread whose
-stack holds the server's ``run_request`` frame for its channel (found in
-``sys._current_frames()``); an ASGI request runs in its channel's task, whose coroutines are
-followed through ``cr_await`` (``Task.get_stack`` stops at the outermost suspended one).
+Each channel says where its app runs, since the compiled build's own functions have no
+Python frames to search: a WSGI channel the thread that runs it (``thread_ident``, whose stack
+``sys._current_frames()`` gives, from the server's ``run_request`` frame when there is one), an
+ASGI channel the app's coroutine (``app_call``), followed through ``cr_await`` down to where it
+waits (``Task.get_stack`` stops at the outermost suspended one).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 import traceback
 from collections.abc import Iterable
 from types import FrameType
@@ -88,27 +90,26 @@ class SlowLog:
 
 def request_frames(handler: Any) -> list[FrameType]:
     """The frames running the request of ``handler`` (a channel), outermost first."""
-    task = getattr(handler, "task", None)
-    if task is not None:
-        return coroutine_frames(task.get_coro())
-    return thread_frames(handler)
+    app_call = getattr(handler, "app_call", None)
+    if app_call is not None:
+        return coroutine_frames(app_call)
+    thread_ident = getattr(handler, "thread_ident", 0)
+    return thread_frames(thread_ident) if thread_ident else []
 
 
-def thread_frames(channel: object) -> list[FrameType]:
-    """From the ``run_request`` frame of ``channel`` to the innermost one of its thread."""
-    for frame in sys._current_frames().values():
-        chain: list[FrameType] = []
-        current: FrameType | None = frame
-        while current is not None:
-            chain.append(current)
-            current = current.f_back
-        chain.reverse()
-        for depth, candidate in enumerate(chain):
-            if candidate.f_code.co_name == RUN_REQUEST:
-                if candidate.f_locals.get("channel") is channel:
-                    return chain[depth:]
-                break
-    return []
+def thread_frames(thread_ident: int) -> list[FrameType]:
+    """The stack of a thread that runs a request, from the server's ``run_request`` frame (the
+    pure-Python build), else from below the threading module's own frames (compiled)."""
+    frame = sys._current_frames().get(thread_ident)
+    chain: list[FrameType] = []
+    while frame is not None:
+        chain.append(frame)
+        frame = frame.f_back
+    chain.reverse()
+    for depth, candidate in enumerate(chain):
+        if candidate.f_code.co_name == RUN_REQUEST:
+            return chain[depth:]
+    return [frame for frame in chain if frame.f_code.co_filename != threading.__file__]
 
 
 def coroutine_frames(coroutine: Any) -> list[FrameType]:

@@ -33,7 +33,17 @@ class ThreadChannel:
     """implements core.RequestHandler (called with the connection's lock held) and the
     adapters' RequestChannel (called by the app's thread)."""
 
-    __slots__ = ("_reader", "_writer", "ended", "inputs", "params", "request", "request_id", "role")
+    __slots__ = (
+        "_reader",
+        "_writer",
+        "ended",
+        "inputs",
+        "params",
+        "request",
+        "request_id",
+        "role",
+        "thread_ident",
+    )
 
     def __init__(
         self,
@@ -54,6 +64,8 @@ class ThreadChannel:
         if request.role is Role.FILTER:
             self.inputs[_DATA] = SpillBuffer(memory_limit_bytes)
         self.ended: set[RecordType] = set()
+        #: The thread running the app for it, once one does (for the slow log).
+        self.thread_ident = 0
 
     @property
     def aborted(self) -> bool:

@@ -34,7 +34,9 @@ def recv_fitted(sock: socket.socket, flags: int = 0) -> bytes:
     view: memoryview | None = getattr(_receive_buffers, "view", None)
     if view is None:
         view = _receive_buffers.view = memoryview(bytearray(RECV_BYTES))
-    return bytes(view[: sock.recv_into(view, RECV_BYTES, flags)])
+    # Two statements: mypyc (2.4) evaluates a slice's bound twice, which would read twice.
+    size = sock.recv_into(view, RECV_BYTES, flags)
+    return bytes(view[:size])
 
 
 class Flushing(Protocol):

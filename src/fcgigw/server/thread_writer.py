@@ -151,7 +151,8 @@ class ConnectionWriter:
                 if connection.core.lost:
                     raise ClientDisconnected("the web server went away")
                 try:
-                    view = view[sock.send(view, socket.MSG_DONTWAIT) :]
+                    sent = sock.send(view, socket.MSG_DONTWAIT)
+                    view = view[sent:]
                     continue
                 except BlockingIOError:
                     pass
