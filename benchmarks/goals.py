@@ -11,7 +11,9 @@ from dataclasses import dataclass
 
 from summary import MODES, Measurement, Results, Summary, markdown, ran, summarize
 
-FCGIGW = ("fcgigw-wsgi", "fcgigw-asgi")
+#: fcgigw's WSGI and ASGI targets, pure Python and compiled (mypyc): each build is judged.
+BUILDS = (("fcgigw-wsgi", "fcgigw-asgi"), ("fcgigw-wsgi-mypyc", "fcgigw-asgi-mypyc"))
+FCGIGW = tuple(name for build in BUILDS for name in build)
 BOTH = (False, True)
 METRICS = {"rps": "req/s", "p99": "p99", "rss": "peak RSS", "idle": "idle worker RSS"}
 
@@ -32,15 +34,17 @@ class Goal:
 
 
 def _issue_14() -> list[Goal]:
-    goals = [
-        # Each against the peer as its users deploy it: HTTP peers get upstream keep-alive.
-        Goal(14, "hello", True, "fcgigw-wsgi", "granian-wsgi", "rps", 1.0),
-        Goal(14, "hello", True, "fcgigw-asgi", "uvicorn", "rps", 1.1),
-        Goal(14, "hello", True, "fcgigw-asgi", "granian-asgi", "rps", 1.2),
-        # nginx's default: no fastcgi_keep_conn, a new connection per request.
-        Goal(14, "hello", False, "fcgigw-wsgi", "uwsgi", "rps", 1.2),
-        Goal(14, "hello", False, "fcgigw-asgi", "uwsgi", "rps", 1.0),
-    ]
+    goals = []
+    for wsgi, asgi in BUILDS:
+        goals += [
+            # Each against the peer as its users deploy it: HTTP peers get upstream keep-alive.
+            Goal(14, "hello", True, wsgi, "granian-wsgi", "rps", 1.0),
+            Goal(14, "hello", True, asgi, "uvicorn", "rps", 1.1),
+            Goal(14, "hello", True, asgi, "granian-asgi", "rps", 1.2),
+            # nginx's default: no fastcgi_keep_conn, a new connection per request.
+            Goal(14, "hello", False, wsgi, "uwsgi", "rps", 1.2),
+            Goal(14, "hello", False, asgi, "uwsgi", "rps", 1.0),
+        ]
     for ours in FCGIGW:
         goals += [
             Goal(14, scenario, keepalive, ours, "uwsgi", "rps", 1.5)
@@ -64,7 +68,7 @@ def _issue_6() -> list[Goal]:
         Goal(6, "hello", True, "fcgigw-asgi", "fcgisgi-asgi", "rps", 1.2),
         *(Goal(6, "hello", k, "fcgigw-asgi", "uvicorn", "rps", 1.1) for k in BOTH),
     ]
-    for ours in FCGIGW:
+    for ours in BUILDS[0]:
         goals += [Goal(6, "hello", k, ours, "uwsgi", "p99", 1.0) for k in BOTH]
         goals += [Goal(6, "stream-1m", k, ours, "uwsgi", "rps", 1.0) for k in BOTH]
     return goals

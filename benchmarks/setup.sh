@@ -39,4 +39,12 @@ if [ ! -x benchmarks/.venv/bin/python ]; then
 fi
 benchmarks/.venv/bin/python -m pip install --quiet --upgrade pip
 benchmarks/.venv/bin/python -m pip install --quiet -e '.[fast]' "${PIP_PACKAGES[@]}"
+# fcgigw's compiled build (mypyc, README "The compiled build") for the *-mypyc targets, in a
+# venv of its own; built again each time, so it follows the tree.
+if [ ! -x benchmarks/.venv-mypyc/bin/python ]; then
+    "${PYTHON}" -m venv benchmarks/.venv-mypyc
+fi
+FCGIGW_COMPILE=1 benchmarks/.venv-mypyc/bin/python -m pip install --quiet --no-cache-dir \
+    --force-reinstall '.[fast]'
+benchmarks/.venv-mypyc/bin/python -m fcgigw --version
 echo "benchmarks: ready; run python3 benchmarks/run.py --help"

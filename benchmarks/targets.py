@@ -19,6 +19,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 APPS = HERE / "apps"
 VENV_PYTHON = HERE / ".venv" / "bin" / "python"
+#: fcgigw's compiled build (FCGIGW_COMPILE=1, mypyc) in a venv of its own (setup.sh).
+COMPILED_PYTHON = HERE / ".venv-mypyc" / "bin" / "python"
 UWSGI_PLUGIN = Path("/usr/lib/uwsgi/plugins/python3_plugin.so")
 MiB = 1024 * 1024
 
@@ -112,6 +114,10 @@ def _fcgigw(x: Launch) -> list[str]:
     return [x.python, "-m", "fcgigw", "--bind", f"unix:{x.socket}", *x.fcgigw_args, x.app]
 
 
+def _fcgigw_compiled(x: Launch) -> list[str]:
+    return [str(COMPILED_PYTHON), *_fcgigw(x)[1:]]
+
+
 def _launch(server: str) -> Command:
     return lambda x: [x.python, str(APPS / "launch.py"), server, x.app, str(x.socket)]
 
@@ -156,6 +162,10 @@ TARGETS = {
     for t in (
         Target("fcgigw-wsgi", "wsgi", "fastcgi", _fcgigw, ("fcgigw",), about="defaults: 8 threads"),
         Target("fcgigw-asgi", "asgi", "fastcgi", _fcgigw, ("fcgigw",), about="defaults: uvloop"),
+        Target("fcgigw-wsgi-mypyc", "wsgi", "fastcgi", _fcgigw_compiled, (),
+               (str(COMPILED_PYTHON),), about="the compiled build (FCGIGW_COMPILE=1)"),
+        Target("fcgigw-asgi-mypyc", "asgi", "fastcgi", _fcgigw_compiled, (),
+               (str(COMPILED_PYTHON),), about="the compiled build, uvloop"),
         Target("uwsgi", "wsgi", "fastcgi", _uwsgi, (), ("uwsgi", str(UWSGI_PLUGIN)),
                stop_signal=signal.SIGINT, about="--fastcgi-socket, 1 process, no threads"),
         Target("fcgisgi-wsgi", "wsgi", "fastcgi", _launch("fcgisgi-wsgi"), ("fcgisgi",),
