@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 from collections.abc import Iterator
 from typing import Any
 
@@ -62,4 +63,7 @@ def build_wheel(
     metadata_directory: str | None = None,
 ) -> str:
     _compile_requested(config_settings)
+    # setuptools reuses build/ in the tree: a stale extension from an earlier build (a module
+    # compiled then, or another mypyc runtime) would go into this wheel and shadow the source.
+    shutil.rmtree("build", ignore_errors=True)
     return _setuptools.build_wheel(wheel_directory, config_settings, metadata_directory)
