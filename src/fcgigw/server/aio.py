@@ -54,6 +54,7 @@ class AsyncServer:
         self._tasks: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.TimerHandle | None = None
         self._stop: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # set once serving
         self._fast_stop = False
         self._request_end = RequestEnd(config, self.request_stop)
         #: Reports to the scoreboard (status page, supervisor), when one is given.
@@ -66,7 +67,9 @@ class AsyncServer:
     def start_request(self, channel: AsyncChannel) -> None:
         # The task leaves _tasks at the end of _run rather than by a done callback, which
         # would cost a loop callback per request.
-        task = asyncio.get_running_loop().create_task(self._run(channel))
+        # The loop serve() kept: in Python 3.11 get_running_loop() costs a getpid() call.
+        loop = self._loop or asyncio.get_running_loop()
+        task = loop.create_task(self._run(channel))
         channel.task = task
         self._tasks.add(task)
 
@@ -86,6 +89,9 @@ class AsyncServer:
         finally:
             if channel.task is not None:
                 self._tasks.discard(channel.task)
+                # channel -> task -> this coroutine -> channel: broken here, so the request's
+                # objects go by reference counting, not by the cycle collector.
+                channel.task = None
 
     def _sweep(self) -> None:
         """Every TICK_SECONDS: the deadlines of every connection's core."""
@@ -117,7 +123,7 @@ class AsyncServer:
 
     async def serve(self) -> None:
         """Lifespan startup, serve until asked to stop, drain, lifespan shutdown."""
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         if threading.current_thread() is threading.main_thread():
             # Before the lifespan startup: the sockets already listen, so a SIGTERM may come
