@@ -249,6 +249,9 @@ def test_pid_file_and_orphaned_workers(app_dir: Path, tmp_path: Path) -> None:
 def test_pid_file_is_removed_on_exit(app_dir: Path, tmp_path: Path) -> None:
     pid_path = tmp_path / "fcgigw.pid"
     with run_fcgigw("--pid-file", str(pid_path), "versioned:app", env=environment(app_dir)) as s:
+        # Written just after the sockets listen (a second instance that cannot bind must not
+        # clobber the first one's file), so it may come a moment after the socket accepts.
+        wait_for(pid_path.exists, 5)
         assert pid_path.read_text() == f"{s.process.pid}\n"
         s.process.send_signal(signal.SIGTERM)
         assert s.process.wait(TIMEOUT) == 0
