@@ -35,7 +35,13 @@ from ..config import Config
 from ..config_file import ConfigFile, Pool
 from .listeners import BindError, ListenerSet
 from .privileges import apply_environment
-from .signal_inbox import SignalInbox, signal_process, stop_when_orphaned
+from .signal_inbox import (
+    SignalInbox,
+    child_exit_code,
+    reaped,
+    signal_process,
+    stop_when_orphaned,
+)
 
 logger = logging.getLogger("fcgigw.pools")
 
@@ -282,29 +288,13 @@ class PoolMaster:
             with contextlib.suppress(OSError):  # a later worker's: the master has stopped reading
                 os.write(ready_write, b"1")
 
-        try:
-            return self.pool_main(pool, sockets, ready)
-        except SystemExit as error:
-            return error.code if isinstance(error.code, int) else 1
-        except BaseException:
-            logger.exception("pool %s failed", pool.name)
-            return 1
-        finally:
-            logging.shutdown()
-            for stream in (sys.stdout, sys.stderr):
-                stream.flush()
+        return child_exit_code(
+            lambda: self.pool_main(pool, sockets, ready), logger, f"pool {pool.name} failed"
+        )
 
     def _reap(self) -> None:
-        while self.children:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
-            child = self.children.pop(pid, None)
-            if child is not None:
-                self._child_exited(child, os.waitstatus_to_exitcode(status))
+        for child, code in reaped(self.children):
+            self._child_exited(child, code)
 
     def _child_exited(self, child: Child, code: int) -> None:
         if child.ready_fd >= 0:

@@ -17,7 +17,6 @@ import os
 import select
 import signal
 import socket
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -27,7 +26,13 @@ from ..config import Config
 from .pool_watch import PoolWatch, make_scoreboard
 from .process_manager import ProcessManager
 from .scoreboard import SERVING, STOPPING, Seat
-from .signal_inbox import SignalInbox, signal_process, stop_when_orphaned
+from .signal_inbox import (
+    SignalInbox,
+    child_exit_code,
+    reaped,
+    signal_process,
+    stop_when_orphaned,
+)
 
 logger = logging.getLogger("fcgigw.supervisor")
 
@@ -258,31 +263,15 @@ class Supervisor:
             os.write(ready_write, b"1")
             os.close(ready_write)
 
-        # Whatever happens, the child returns an exit code: unwinding into the supervisor's
-        # loop would leave two supervisors.
-        try:
-            return self.worker_main(self.listeners, ready, seat)
-        except SystemExit as error:
-            return error.code if isinstance(error.code, int) else 1
-        except BaseException:
-            logger.exception("worker %d failed", os.getpid())
-            return 1
-        finally:
-            logging.shutdown()
-            for stream in (sys.stdout, sys.stderr):
-                stream.flush()
+        return child_exit_code(
+            lambda: self.worker_main(self.listeners, ready, seat),
+            logger,
+            f"worker {os.getpid()} failed",
+        )
 
     def _reap(self) -> None:
-        while self.workers:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
-            worker = self.workers.pop(pid, None)
-            if worker is not None:
-                self._worker_exited(worker, os.waitstatus_to_exitcode(status))
+        for worker, code in reaped(self.workers):
+            self._worker_exited(worker, code)
 
     def _worker_exited(self, worker: Worker, code: int) -> None:
         if worker.ready_fd >= 0:
