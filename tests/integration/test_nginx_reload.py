@@ -31,6 +31,7 @@ def stack(request: pytest.FixtureRequest) -> Iterator[tuple[RunningProcess, Runn
 def test_reload_under_load_fails_no_request(stack: tuple[RunningProcess, RunningProcess]) -> None:
     nginx, fcgigw = stack
     outcomes: list[int] = []
+    failures: list[str] = []
     stop = threading.Event()
 
     def client() -> None:
@@ -38,8 +39,11 @@ def test_reload_under_load_fails_no_request(stack: tuple[RunningProcess, Running
             try:
                 status, _, body = http_request(nginx, "GET", "/hello")
                 outcomes.append(status if body == b"Hello, world!" else -1)
-            except OSError:
+                if outcomes[-1] != 200:
+                    failures.append(f"{status} {body[:200]!r}")
+            except OSError as error:
                 outcomes.append(-2)
+                failures.append(repr(error))
 
     clients = [threading.Thread(target=client) for _ in range(CLIENTS)]
     for thread in clients:
@@ -55,4 +59,4 @@ def test_reload_under_load_fails_no_request(stack: tuple[RunningProcess, Running
     failed = [outcome for outcome in outcomes if outcome != 200]
     print(f"reload behind nginx: {len(outcomes)} requests, {len(failed)} failed")
     assert len(outcomes) > 100
-    assert failed == []
+    assert failed == [], (failures, nginx.log(), fcgigw.log()[-3000:])

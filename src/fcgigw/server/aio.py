@@ -51,6 +51,8 @@ class AsyncServer:
         self.request_body_memory_bytes = config.request_body_memory_bytes
         self.lifespan = Lifespan(app, config.lifespan)
         self.connections: set[FastCGIProtocol] = set()
+        #: A graceful stop has begun (connections made from now on are stopped as they start).
+        self.stopping = False
         self._tasks: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.TimerHandle | None = None
         self._stop: asyncio.Event | None = None
@@ -159,17 +161,22 @@ class AsyncServer:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.config.graceful_timeout_seconds
         if not self._fast_stop:
+            self.stopping = True
             now = time.monotonic()
             for connection in list(self.connections):
                 connection.core.stop(now)
                 connection.after_core()
             # Each connection closes when its core says so: idle ones now, busy ones after
             # their requests, those with a request on its way once it is served or in time.
-            while loop.time() < deadline and (self._tasks or self.connections):
+            # Look only after a first wait: a connection the loop accepted just before the
+            # listener closed is made (and counted) a few callbacks later.
+            while True:
                 if self._tasks:
                     await asyncio.wait(self._tasks, timeout=SHUTDOWN_POLL_SECONDS)
                 else:
                     await asyncio.sleep(SHUTDOWN_POLL_SECONDS)
+                if loop.time() >= deadline or not (self._tasks or self.connections):
+                    break
             if self._tasks:
                 logger.warning("%d requests still running; exiting", len(self._tasks))
         for task in list(self._tasks):

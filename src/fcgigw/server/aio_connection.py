@@ -27,6 +27,8 @@ class ConnectionHost(TypingProtocol):
     core_settings: CoreSettings
     request_body_memory_bytes: int
     connections: set[FastCGIProtocol]
+    #: Set when a graceful stop begins: a connection made after it is stopped as it starts.
+    stopping: bool
 
     def start_request(self, channel: AsyncChannel) -> None: ...
 
@@ -66,10 +68,14 @@ class FastCGIProtocol(asyncio.Protocol):
         if not host.admission.admit(family, peer):
             transport.close()
             return
-        self.core = ConnectionCore(
-            host.core_settings, peer_name(family, peer), self._start, _monotonic()
-        )
+        now = _monotonic()
+        self.core = ConnectionCore(host.core_settings, peer_name(family, peer), self._start, now)
         host.connections.add(self)
+        if host.stopping:
+            # Accepted by the loop just before the listener closed: the stop has already
+            # gone over the connections it knew; this one is stopped as a fresh one is.
+            self.core.stop(now)
+            self.after_core()
 
     def data_received(self, data: bytes) -> None:
         self.core.receive(data, _monotonic())

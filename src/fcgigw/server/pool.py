@@ -19,7 +19,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from functools import partial
 from typing import Protocol
 
 logger = logging.getLogger("fcgigw.server")
@@ -48,7 +47,10 @@ class Parkable(Protocol):
     def readable(self) -> None: ...
 
 
-OnAccept = Callable[[socket.socket, int, object], None]
+#: Called in the accepting thread for each new connection; returns the work that serves it
+#: (None: refused). It runs before stop_accepting() can return, so once that has returned
+#: the server knows every connection it will ever have.
+OnAccept = Callable[[socket.socket, int, object], Work | None]
 
 
 class _Poller:
@@ -116,6 +118,9 @@ class _Poller:
     def register_wakeup(self, sock: socket.socket) -> None:
         self._epoll.register(sock.fileno(), select.EPOLLIN)
 
+    def close(self) -> None:
+        self._epoll.close()
+
 
 class Dispatcher:
     """Hands out work: new connections, parked connections that became readable, and work
@@ -134,6 +139,9 @@ class Dispatcher:
         #: Other processes accept on the same listeners (a supervisor's workers).
         self._share_backlog = share_backlog
         self._on_accept = on_accept
+        #: Held while accepting: stop_accepting() waits for an accept batch under way.
+        self._accept_lock = threading.Lock()
+        self._accepting = True
         self._leader = threading.Lock()
         # Taken directly on the fast path (a C-level lock, no Condition method call per use).
         self._admission_lock = threading.Lock()
@@ -227,21 +235,28 @@ class Dispatcher:
         if self._share_backlog:
             free = self._threads - len(self._serving) - len(self._ready)
             batch = max(1, min(free, ACCEPT_BATCH))
-        for _ in range(batch):
-            try:
-                fd, address = listener._accept()  # type: ignore[attr-defined]
-            except (BlockingIOError, InterruptedError):
-                return  # none left, or another process took it
-            except OSError as error:
-                logger.error("accept failed on %s: %s", listener.getsockname(), error)
-                return
-            sock = socket.socket(family, kind, 0, fd)
-            if _DEFAULT_TIMEOUT():
-                sock.setblocking(True)  # as socket.accept() does: served sockets block
-            if family != socket.AF_UNIX:
-                # Responses are written whole; don't let Nagle hold the last segment back.
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self._ready.append(partial(self._on_accept, sock, family, address))
+        on_accept = self._on_accept
+        ready = self._ready
+        with self._accept_lock:
+            if not self._accepting:
+                return  # the listener is being closed
+            for _ in range(batch):
+                try:
+                    fd, address = listener._accept()  # type: ignore[attr-defined]
+                except (BlockingIOError, InterruptedError):
+                    return  # none left, or another process took it
+                except OSError as error:
+                    logger.error("accept failed on %s: %s", listener.getsockname(), error)
+                    return
+                sock = socket.socket(family, kind, 0, fd)
+                if _DEFAULT_TIMEOUT():
+                    sock.setblocking(True)  # as socket.accept() does: served sockets block
+                if family != socket.AF_UNIX:
+                    # Responses are written whole; don't let Nagle hold the last segment back.
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                work = on_accept(sock, family, address)
+                if work is not None:
+                    ready.append(work)
 
     def park(self, connection: Parkable) -> None:
         """Watch a connection until it is readable once; it comes back as work."""
@@ -266,8 +281,11 @@ class Dispatcher:
             pass
 
     def stop_accepting(self) -> list[socket.socket]:
-        """Stop watching the listeners; the caller closes them."""
-        listeners = self._poller.remove_listeners()
+        """Stop watching the listeners; the caller closes them. Once this returns, no
+        connection is accepted any more, and on_accept has seen every one that was."""
+        with self._accept_lock:
+            self._accepting = False
+            listeners = self._poller.remove_listeners()
         self._wake()
         return listeners
 
@@ -277,6 +295,13 @@ class Dispatcher:
         self._wake()
         with self._admission:
             self._admission.notify_all()
+
+    def close(self) -> None:
+        """Free the poller and the wake-up pair, once no thread uses them (after stop() and
+        the threads' join): an embedding application may start servers again and again."""
+        self._poller.close()
+        self._wake_reader.close()
+        self._wake_writer.close()
 
 
 def _poll_interval(now: float, newest: float | None) -> float:

@@ -72,16 +72,18 @@ class Server:
 
     # -- what connections call (thread_connection.ConnectionHost) ------------------------------
 
-    def _accepted(self, sock: socket.socket, family: int, address: object) -> None:
+    def _accepted(self, sock: socket.socket, family: int, address: object) -> Work | None:
+        """In the accepting thread: the connection counts from now (a stop waits for it,
+        even before a thread serves it); the returned work serves it."""
         if not self.admission.admit(family, address):
             sock.close()
-            return
+            return None
         connection = ThreadedConnection(sock, peer_name(family, address), self)
         with self._connections_lock:
             self._connections.add(connection)
         if self._stop_requested.is_set():
             connection.claim_for_stop(time.monotonic())  # accepted as the stop came
-        connection.serve()
+        return connection.serve
 
     def run_request(self, channel: ThreadChannel) -> None:
         config = self.config
@@ -186,7 +188,9 @@ class Server:
         while graceful and self._snapshot() and time.monotonic() < deadline:
             time.sleep(SHUTDOWN_POLL_SECONDS)
         self._dispatcher.stop()
-        if graceful and not self._threads.join(max(0.0, deadline - time.monotonic())):
+        if self._threads.join(max(0.0, deadline - time.monotonic()) if graceful else 0.0):
+            self._dispatcher.close()
+        elif graceful:
             logger.warning("requests still running after %d s; exiting", timeout)
         self._clock_stopped.set()
         logger.info("fcgigw stopped")
