@@ -23,10 +23,12 @@ def test_a_dynamic_pool_grows_under_load_and_shrinks_when_idle() -> None:
         bodies: list[bytes] = []
         clients = [
             threading.Thread(
-                target=lambda: bodies.append(fcgi_get(server.address, "/slow?seconds=3").body)
+                target=lambda: bodies.append(fcgi_get(server.address, "/slow?seconds=5").body)
             )
             for _ in range(3)
         ]
+        # Long enough for the second worker to start and take a request from the backlog
+        # while the first is busy, even on a loaded CI machine (3 s was not, once).
         for client in clients:
             client.start()
         server.wait_for_log("all 1 workers are busy: starting another")
