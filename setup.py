@@ -29,6 +29,7 @@ COMPILED_MODULES = [
         "protocol/state",
         # the connection core and what both backends share
         "server/core",
+        "server/core_life",
         "server/core_request",
         "server/core_requests",
         "server/connection_limit",
@@ -38,6 +39,8 @@ COMPILED_MODULES = [
         # the threaded backend (WSGI)
         "server/server",
         "server/pool",
+        "server/thread_clock",
+        "server/thread_turns",
         "server/thread_connection",
         "server/thread_reader",
         "server/thread_writer",

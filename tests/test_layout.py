@@ -54,7 +54,7 @@ def test_protocol_core_imports_no_io() -> None:
 CORE_FORBIDDEN = FORBIDDEN - {"logging"}
 
 
-@pytest.mark.parametrize("name", ["core.py", "core_request.py", "core_requests.py"])
+@pytest.mark.parametrize("name", ["core.py", "core_life.py", "core_request.py", "core_requests.py"])
 def test_connection_core_imports_no_io(name: str) -> None:
     module = PACKAGE / "server" / name
     bad = imported_modules(module.read_text(), "fcgigw.server") & CORE_FORBIDDEN

@@ -36,13 +36,8 @@ from ..protocol import (
     ServerConnection,
 )
 from ..protocol.events import NeedData
-from .core_request import (
-    INPUT_QUIET_SECONDS,
-    NEVER,
-    CoreRequest,
-    RequestHandler,
-    RequestStarter,
-)
+from .core_life import FIRST_RECORD_WAIT_SECONDS, ConnectionLife
+from .core_request import INPUT_QUIET_SECONDS, CoreRequest, RequestHandler, RequestStarter
 from .core_requests import RequestTable
 
 logger = logging.getLogger("fcgigw.server")
@@ -56,14 +51,6 @@ __all__ = [
     "RequestHandler",
     "RequestStarter",
 ]
-
-#: During a graceful stop, how long a just-accepted connection may take to send its request
-#: (closing it at once failed requests during reloads under load).
-FIRST_RECORD_WAIT_SECONDS = 1.0
-
-_HEADER = "header_timeout_seconds"
-_IDLE = "idle_timeout_seconds"
-_GRACEFUL_STOP = "graceful stop"
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,37 +91,10 @@ class CoreSettings:
         )
 
 
-class _Deadline:
-    """The connection's own deadline: its PARAMS (header), its idle time, or a stop's wait."""
-
-    __slots__ = ("at", "setting")
-
-    def __init__(self) -> None:
-        self.setting = ""
-        self.at = NEVER
-
-    def arm(self, setting: str, seconds: float, now: float) -> None:
-        self.setting = setting
-        self.at = now + seconds if seconds > 0 else NEVER
-
-    def log_expiry(self, peer: str, settings: CoreSettings) -> None:
-        if self.setting == _GRACEFUL_STOP:
-            logger.info("closing connection from %s: no request during the stop", peer)
-            return
-        what = "was idle" if self.setting == _IDLE else "sent no complete request"
-        seconds = getattr(settings, self.setting)
-        logger.info(
-            "closing connection from %s: it %s for %d s (setting %s)",
-            peer,
-            what,
-            seconds,
-            self.setting,
-        )
-
-
 class ConnectionCore:
-    """Everything the server decides about one connection; see the module docstring. The
-    requests on it are a RequestTable; this is the connection's own life."""
+    """Everything the server decides about one connection; see the module docstring. It
+    routes the protocol core's events: the requests on it are a RequestTable, its own
+    deadlines a ConnectionLife."""
 
     def __init__(
         self, settings: CoreSettings, peer: str, start_request: RequestStarter, now: float
@@ -145,15 +105,14 @@ class ConnectionCore:
         self._outbox: list[bytes] = []
         self.table = RequestTable(self.protocol, self._outbox, start_request)
         self.requests = self.table.requests
-        #: Nothing received yet: accepted, its web server's first records still on the way.
-        self.fresh = True
         #: Close the socket once data_to_send() is written.
         self.should_close = False
         #: The peer is gone or broke the protocol: nothing more is worth sending.
         self.lost = False
-        self.stopping = False
-        self._deadline = _Deadline()
-        self._deadline.arm(_HEADER, settings.header_timeout_seconds, now)
+        #: Its own deadlines (header, idle, a stop's wait): when it closes for want of a request.
+        self.life = ConnectionLife(
+            settings.header_timeout_seconds, settings.idle_timeout_seconds, now
+        )
 
     @property
     def input_complete(self) -> bool:
@@ -166,8 +125,8 @@ class ConnectionCore:
     def next_deadline(self) -> float:
         """When ``tick`` has something to do next (infinity: nothing is timed)."""
         if not self.requests:  # the usual case at each sweep: no request running
-            return self._deadline.at
-        return min(self._deadline.at, self.table.next_deadline)
+            return self.life.at
+        return min(self.life.at, self.table.next_deadline)
 
     @property
     def held_deadline(self) -> float:
@@ -177,8 +136,8 @@ class ConnectionCore:
     def tick(self, now: float) -> list[CoreRequest]:
         """Act on the deadlines passed by ``now``; the requests that ran past the request
         timeout are returned, marked aborted, for the backend to answer (a 504)."""
-        if now >= self._deadline.at and not self.should_close:
-            self._deadline.log_expiry(self.peer, self.settings)
+        if now >= self.life.at and not self.should_close:
+            self.life.log_expiry(self.peer)
             self._lose()
         expired = self.table.tick(now)
         if not self.requests:
@@ -191,10 +150,7 @@ class ConnectionCore:
         """Feed what the socket gave: bytes, or b"" when the peer closed its side (§3.5)."""
         if self.lost:
             return
-        if data and self._deadline.setting == _IDLE:
-            # The first bytes of a request after an idle spell: its PARAMS must come in time.
-            self._deadline.arm(_HEADER, self.settings.header_timeout_seconds, now)
-        self.fresh = False
+        self.life.received(data, now)
         protocol = self.protocol
         table = self.table
         protocol.receive_data(data)
@@ -216,7 +172,7 @@ class ConnectionCore:
             if kind is InputData:
                 table.input(event, now)  # type: ignore[arg-type]
             elif kind is RequestStarted:
-                self._deadline.at = NEVER  # the PARAMS are whole: no header timeout now
+                self.life.request_started()
                 table.start(event, now, self.settings.request_timeout_seconds)  # type: ignore[arg-type]
             elif kind is InputEnd:
                 table.input_end(event)  # type: ignore[arg-type]
@@ -262,19 +218,8 @@ class ConnectionCore:
         """No request is running: close (§5.1, a stop) or keep the connection idle."""
         if self.should_close:
             return
-        protocol = self.protocol
-        if protocol.should_close:
+        if self.protocol.should_close or self.life.no_request_running(now, self.partial_request):
             self.should_close = True
-        elif self.stopping:
-            if not self.fresh and not self.partial_request:
-                self.should_close = True
-            elif self._deadline.setting != _GRACEFUL_STOP:
-                # A request on its way when the last one ended: it gets its own wait.
-                self._deadline.setting = _GRACEFUL_STOP
-                self._deadline.at = now + FIRST_RECORD_WAIT_SECONDS
-        elif not self.fresh and self._deadline.setting != _IDLE and not self.partial_request:
-            # (Part of the next request has come: its header deadline runs on.)
-            self._deadline.arm(_IDLE, self.settings.idle_timeout_seconds, now)
 
     @property
     def partial_request(self) -> bool:
@@ -310,14 +255,8 @@ class ConnectionCore:
     # -- stopping --------------------------------------------------------------------------
 
     def stop(self, now: float) -> None:
-        """A graceful stop: an idle connection closes now; a busy one after its requests; one
-        accepted just before the stop gets FIRST_RECORD_WAIT_SECONDS to send its request,
-        which is served, and then it closes."""
-        if self.stopping or self.should_close:
+        """A graceful stop: see ConnectionLife.stop."""
+        if self.life.stopping or self.should_close:
             return
-        self.stopping = True
-        if self.fresh or (not self.requests and self.partial_request):
-            self._deadline.setting = _GRACEFUL_STOP
-            self._deadline.at = min(self._deadline.at, now + FIRST_RECORD_WAIT_SECONDS)
-        elif not self.requests:
+        if self.life.stop(now, bool(self.requests), self.partial_request):
             self.should_close = True

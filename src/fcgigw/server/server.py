@@ -1,5 +1,6 @@
 """The threaded backend for WSGI applications: listeners, the pool, one ThreadedConnection
-per connection, the clock that runs the cores' deadlines, signals, and a clean stop."""
+per connection, the clock that runs the cores' deadlines (thread_clock), signals, and a
+clean stop."""
 
 from __future__ import annotations
 
@@ -11,24 +12,21 @@ import time
 from collections.abc import Callable
 from types import FrameType
 
-from ..adapters.response import timed_out
 from ..adapters.wsgi import WSGIApp, run_wsgi
 from ..config import Config
 from .connection_limit import Admission, peer_name
 from .core import CoreSettings
-from .lifecycle import TICK_SECONDS, RequestEnd
+from .lifecycle import RequestEnd
 from .listeners import describe, open_listeners
 from .monitor import make_monitor
 from .pool import Dispatcher, Work, WorkerThreads
 from .scoreboard import Seat
 from .thread_channel import ThreadChannel
+from .thread_clock import ThreadClock
 from .thread_connection import ThreadedConnection
 
 logger = logging.getLogger("fcgigw.server")
 
-#: A request running inline this long has the pool watch its connection, so records that
-#: come meanwhile (a multiplexed request, an ABORT_REQUEST; §3.3) are read by another thread.
-WATCH_AFTER_SECONDS = 0.2
 #: While stopping, how often to look whether the last connections have closed.
 SHUTDOWN_POLL_SECONDS = 0.01
 
@@ -57,11 +55,13 @@ class Server:
         self._connections: set[ThreadedConnection] = set()
         self._connections_lock = threading.Lock()
         self._stop_requested = threading.Event()
-        self._clock_stopped = threading.Event()
         self._fast_stop = False
         self._request_end = RequestEnd(config, self.request_stop)
         #: Reports to the scoreboard (status page, supervisor), when one is given.
         self.monitor = make_monitor(config, seat, self.admission, self._request_end)
+        self._clock = ThreadClock(
+            self._snapshot, self.park, config.request_timeout_seconds, self.monitor
+        )
         #: Called once the server accepts connections (a supervised worker reports readiness).
         self.on_ready: Callable[[], None] | None = None
 
@@ -111,44 +111,6 @@ class Server:
         with self._connections_lock:
             return list(self._connections)
 
-    # -- the clock -------------------------------------------------------------------------------
-
-    def _run_clock(self) -> None:
-        """Every TICK_SECONDS: each core's deadlines (504s for requests past the request
-        timeout), and the pool watches connections whose owner is long in the app."""
-        while not self._clock_stopped.wait(TICK_SECONDS):
-            now = time.monotonic()
-            connections = self._snapshot()
-            for connection in connections:
-                try:
-                    self._visit(connection, now)
-                except Exception:
-                    logger.exception("error while enforcing a timeout")
-            if self.monitor is not None:
-                self.monitor.tick(connections, now)
-
-    def _visit(self, connection: ThreadedConnection, now: float) -> None:
-        for request in connection.tick(now):
-            channel = request.handler
-            assert isinstance(channel, ThreadChannel)
-            seconds = self.config.request_timeout_seconds
-            monitor = self.monitor
-            if monitor is not None and monitor.replaced_when_stuck:
-                consequence = "its worker will be replaced"
-            else:
-                consequence = "its thread stays busy until the app returns"
-            timed_out(channel, seconds, consequence, headers_sent=request.bytes_sent > 0)
-            connection.wake_readers()  # an app waiting for its body sees the abort
-            if monitor is not None:
-                monitor.request_stuck()
-        with connection.lock:
-            since = connection.inline_since
-            watch = since and now - since >= WATCH_AFTER_SECONDS and not connection.watched
-            watch = watch and not connection.closed
-            if watch:
-                connection.watched = True
-                self._dispatcher.park(connection)
-
     # -- running and stopping --------------------------------------------------------------------
 
     def start(self) -> None:
@@ -156,7 +118,7 @@ class Server:
         if self.admission.allowlist and any(s.family == socket.AF_UNIX for s in self.listeners):
             logger.warning("--allow-from applies to TCP only; Unix sockets use --socket-mode")
         self._threads.start()
-        threading.Thread(target=self._run_clock, name="fcgigw-clock", daemon=True).start()
+        self._clock.start()
         for address in self.addresses:
             logger.info("fcgigw serving on %s (%d threads)", address, self.config.threads)
         if self.on_ready is not None:
@@ -192,7 +154,7 @@ class Server:
             self._dispatcher.close()
         elif graceful:
             logger.warning("requests still running after %d s; exiting", timeout)
-        self._clock_stopped.set()
+        self._clock.stop()
         logger.info("fcgigw stopped")
 
     def serve_forever(self) -> None:

@@ -3,7 +3,7 @@ turns that let several threads share it safely (docs/architecture.md has the pic
 
 - ``lock`` guards the core, the request buffers and the flags below; it is never held
   during a system call that can block. Whoever waits for a turn sleeps on a Condition over
-  it (``wait``), made the first time someone has to; ``wake`` wakes them.
+  it (``wait``, thread_turns), made the first time someone has to; ``wake`` wakes them.
 - The read turn: exactly one thread reads the socket at a time (thread_reader) -- the owner
   waiting for the next request, an app thread waiting for its body, a writer whose peer is
   still sending. It is taken and given back inside ``with self.lock`` blocks.
@@ -16,7 +16,6 @@ turns that let several threads share it safely (docs/architecture.md has the pic
 from __future__ import annotations
 
 import socket
-import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from typing import Protocol
 from .core import ConnectionCore, CoreRequest, CoreSettings
 from .thread_channel import ThreadChannel
 from .thread_reader import ConnectionReader, recv_fitted
+from .thread_turns import Turns
 from .thread_writer import ConnectionWriter
 
 _monotonic = time.monotonic
@@ -45,16 +45,13 @@ class ConnectionHost(Protocol):
     def closed(self, connection: ThreadedConnection) -> None: ...
 
 
-class ThreadedConnection:
-    """See the module docstring."""
+class ThreadedConnection(Turns):
+    """See the module docstring; its lock and turns are a Turns'."""
 
     def __init__(self, sock: socket.socket, peer: str, host: ConnectionHost) -> None:
+        super().__init__()
         self.sock = sock
         self.host = host
-        self.lock = threading.Lock()
-        #: Made when a thread first has to wait for a turn (most connections never do).
-        self._turn: threading.Condition | None = None
-        self._waiting = 0
         self.core = ConnectionCore(host.core_settings, peer, self._start, _monotonic())
         self.parked = False
         self.closed = False
@@ -64,21 +61,6 @@ class ThreadedConnection:
         self._pending: deque[ThreadChannel] = deque()
         self.writer = ConnectionWriter(self)
         self.reader = ConnectionReader(self)
-
-    def wait(self) -> None:
-        """Sleep until a turn is given back (the caller holds ``lock``)."""
-        if self._turn is None:
-            self._turn = threading.Condition(self.lock)
-        self._waiting += 1
-        try:
-            self._turn.wait()
-        finally:
-            self._waiting -= 1
-
-    def wake(self) -> None:
-        """Wake whoever waits for a turn (the caller holds ``lock``)."""
-        if self._waiting and self._turn is not None:
-            self._turn.notify_all()
 
     def _start(self, request: CoreRequest) -> ThreadChannel:
         """The core started a request (lock held): queue it for the owner or the pool."""
@@ -182,10 +164,6 @@ class ThreadedConnection:
         if close:
             self.shutdown(socket.SHUT_RDWR)  # the owner (or the poller) sees EOF and closes
         return expired
-
-    def wake_readers(self) -> None:
-        with self.lock:
-            self.wake()
 
     def after_read(self) -> None:
         """A read started requests while the owner is in the app: the pool runs them."""
