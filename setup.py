@@ -39,6 +39,7 @@ COMPILED_MODULES = [
         # the threaded backend (WSGI)
         "server/server",
         "server/pool",
+        "server/leadership",
         "server/thread_clock",
         "server/thread_turns",
         "server/thread_connection",

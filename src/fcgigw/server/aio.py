@@ -18,6 +18,7 @@ from ..adapters.response import timed_out
 from ..config import Config
 from .aio_channel import AsyncChannel
 from .aio_connection import FastCGIProtocol
+from .aio_stop import finish_requests
 from .connection_limit import Admission
 from .core import CoreSettings
 from .lifecycle import TICK_SECONDS, RequestEnd
@@ -26,9 +27,6 @@ from .monitor import make_monitor
 from .scoreboard import Seat
 
 logger = logging.getLogger("fcgigw.server")
-
-#: While stopping, how often to look whether the last requests have finished.
-SHUTDOWN_POLL_SECONDS = 0.01
 
 
 class AsyncServer:
@@ -148,41 +146,13 @@ class AsyncServer:
             server.close()
         for sock in self.listeners:
             sock.close()  # uvloop's server.close() does not: a Unix socket file goes now
-        await self._finish_requests()
+        # A graceful stop (aio_stop): each core finishes its requests, in the graceful timeout.
+        timeout = self.config.graceful_timeout_seconds
+        await finish_requests(self, self._tasks, timeout, fast=self._fast_stop)
         if self._sweeper is not None:
             self._sweeper.cancel()
         await self.lifespan.shutdown()
         logger.info("fcgigw stopped")
-
-    async def _finish_requests(self) -> None:
-        """A graceful stop: each connection's core decides (idle ones close now, busy ones
-        after their requests, fresh ones get their request served); bounded by the graceful
-        timeout, after which what is left is cancelled."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.config.graceful_timeout_seconds
-        if not self._fast_stop:
-            self.stopping = True
-            now = time.monotonic()
-            for connection in list(self.connections):
-                connection.core.stop(now)
-                connection.after_core()
-            # Each connection closes when its core says so: idle ones now, busy ones after
-            # their requests, those with a request on its way once it is served or in time.
-            # Look only after a first wait: a connection the loop accepted just before the
-            # listener closed is made (and counted) a few callbacks later.
-            while True:
-                if self._tasks:
-                    await asyncio.wait(self._tasks, timeout=SHUTDOWN_POLL_SECONDS)
-                else:
-                    await asyncio.sleep(SHUTDOWN_POLL_SECONDS)
-                if loop.time() >= deadline or not (self._tasks or self.connections):
-                    break
-            if self._tasks:
-                logger.warning("%d requests still running; exiting", len(self._tasks))
-        for task in list(self._tasks):
-            task.cancel()
-        for connection in list(self.connections):
-            connection.close()
 
     def serve_forever(self) -> None:
         """Run until SIGTERM (graceful) or SIGINT (fast)."""

@@ -2,12 +2,8 @@
 
 One thread at a time (the leader) waits in the poller; it takes one piece of work, hands the
 leadership on, and does the work itself, so a request is served by the thread that accepted
-it (no per-request thread hop) and idle keep-alive connections cost no thread.
-
-Threads contending for the GIL cost more than they give when the app is CPU-bound (measured
-behind nginx: 1 thread 11.0k req/s, 2 threads 8.3k, 4 threads 4.5k). So another thread is
-admitted to serve only when every serving thread has been busy for ADMIT_AFTER_SECONDS, i.e.
-when the app is waiting on I/O; a fast app is served by one thread, a slow one by many.
+it (no per-request thread hop) and idle keep-alive connections cost no thread. Which thread
+may lead, and when another may serve too, is leadership.LeaderAdmission's to decide.
 """
 
 from __future__ import annotations
@@ -21,14 +17,12 @@ from collections import deque
 from collections.abc import Callable
 from typing import Protocol
 
+from .leadership import LeaderAdmission
+
 logger = logging.getLogger("fcgigw.server")
 
 Work = Callable[[], None]
 
-#: How long every serving thread must have been busy before another thread may serve too.
-ADMIT_AFTER_SECONDS = 0.002
-#: How often the waiting poller looks when nobody is serving (an idle server stays quiet).
-IDLE_POLL_SECONDS = 0.05
 #: Connections taken per accept readiness at most: nginx opens many at once without
 #: keepalive. A worker under a supervisor takes no more than it has threads free to serve
 #: them: a connection it cannot serve soon is better left in the backlog for another worker.
@@ -143,14 +137,8 @@ class Dispatcher:
         self._accept_lock = threading.Lock()
         self._accepting = True
         self._leader = threading.Lock()
-        # Taken directly on the fast path (a C-level lock, no Condition method call per use).
-        self._admission_lock = threading.Lock()
-        self._admission = threading.Condition(self._admission_lock)
-        self._serving: dict[int, float] = {}
-        self._leader_taken = False
-        self._poller_waiting = False
         self._ready: deque[Work] = deque()
-        self._stopping = False
+        self._admission = LeaderAdmission(self._ready)
         self._wake_reader, self._wake_writer = socket.socketpair()
         self._wake_reader.setblocking(False)
         self._wake_writer.setblocking(False)
@@ -165,13 +153,14 @@ class Dispatcher:
     def next_work(self, *, finished: bool = False) -> Work | None:
         """Block until this thread may serve and there is work; None once stopped.
         ``finished``: the caller has just finished its previous work."""
-        if not self._admit_at_once(finished) and not self._admit():
+        admission = self._admission
+        if not admission.at_once(finished) and not admission.wait():
             return None
         work = None
         try:
             with self._leader:
                 ready = self._ready
-                while not ready and not self._stopping:
+                while not ready and not admission.stopping:
                     listeners, connections, woken = self._poller.wait()
                     for listener in listeners:
                         self._accept(listener)
@@ -180,50 +169,11 @@ class Dispatcher:
                         self._drain_wakeups()
                 work = ready.popleft() if ready else None
         finally:
-            with self._admission_lock:
-                self._leader_taken = False
+            with admission.lock:  # the leadership handed back inline: no call per request
+                admission.leader_taken = False
                 if work is not None:
-                    self._serving[_get_ident()] = _monotonic()
+                    admission.serving[_get_ident()] = _monotonic()
         return work
-
-    def _admit_at_once(self, finished: bool) -> bool:
-        """The usual case, in one lock round: nobody leads, and nobody else serves (or they
-        all have been at it for ADMIT_AFTER_SECONDS). False: _admit() decides, waiting."""
-        with self._admission_lock:
-            serving = self._serving
-            if finished:
-                serving.pop(_get_ident(), None)
-            if self._leader_taken or (self._stopping and not self._ready):
-                return False
-            if serving and _monotonic() - max(serving.values()) < ADMIT_AFTER_SECONDS:
-                return False
-            self._leader_taken = True
-            return True
-
-    def _admit(self) -> bool:
-        """Wait until this thread may lead: nobody leads, and nobody is serving or all who
-        serve have been at it for ADMIT_AFTER_SECONDS. One waiter polls; the rest sleep."""
-        with self._admission:
-            polling = False
-            while True:
-                if self._stopping and not self._ready:
-                    self._admission.notify_all()
-                    return False
-                now = _monotonic()
-                newest = max(self._serving.values(), default=None)
-                long_running = newest is not None and now - newest >= ADMIT_AFTER_SECONDS
-                if not self._leader_taken and (newest is None or long_running):
-                    break
-                if polling or not self._poller_waiting:
-                    polling = self._poller_waiting = True
-                    self._admission.wait(_poll_interval(now, newest))
-                else:
-                    self._admission.wait()
-            self._leader_taken = True
-            if polling:
-                self._poller_waiting = False
-                self._admission.notify()  # another waiter takes over the polling
-            return True
 
     def _accept(self, listener: socket.socket) -> None:
         """Take the connections waiting on ``listener``, up to ACCEPT_BATCH; when the backlog
@@ -233,7 +183,7 @@ class Dispatcher:
         family, kind = self._kinds[listener]
         batch = ACCEPT_BATCH
         if self._share_backlog:
-            free = self._threads - len(self._serving) - len(self._ready)
+            free = self._threads - len(self._admission.serving) - len(self._ready)
             batch = max(1, min(free, ACCEPT_BATCH))
         on_accept = self._on_accept
         ready = self._ready
@@ -291,10 +241,8 @@ class Dispatcher:
 
     def stop(self) -> None:
         """Let the threads go once the queued work is done."""
-        self._stopping = True
+        self._admission.stop()
         self._wake()
-        with self._admission:
-            self._admission.notify_all()
 
     def close(self) -> None:
         """Free the poller and the wake-up pair, once no thread uses them (after stop() and
@@ -302,14 +250,6 @@ class Dispatcher:
         self._poller.close()
         self._wake_reader.close()
         self._wake_writer.close()
-
-
-def _poll_interval(now: float, newest: float | None) -> float:
-    """When the admission poller should look again."""
-    if newest is None:
-        return IDLE_POLL_SECONDS
-    age = now - newest
-    return ADMIT_AFTER_SECONDS if age >= ADMIT_AFTER_SECONDS else ADMIT_AFTER_SECONDS - age
 
 
 class WorkerThreads:
