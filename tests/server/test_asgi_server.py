@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import signal
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import uvloop
 from servers import (
     RunningProcess,
     free_port,
@@ -284,3 +286,35 @@ def test_get_values_reports_what_the_event_loop_can_run_not_the_thread_count() -
         with FastCGIClient(s.address, timeout=10) as client:
             values = client.get_values([b"FCGI_MAX_REQS", b"FCGI_MAX_CONNS"])
     assert values == {b"FCGI_MAX_REQS": b"50", b"FCGI_MAX_CONNS": b"10"}
+
+
+def test_uvloop_tcp_transports_come_with_nodelay() -> None:
+    """FastCGIProtocol sets TCP_NODELAY itself on asyncio only, relying on uvloop to set it on
+    every TCP transport (without it, Nagle holds END_REQUEST back ~40 ms on a kept
+    connection). If a uvloop release stops doing that, this fails."""
+    seen: list[int] = []
+
+    class Probe(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            sock = transport.get_extra_info("socket")
+            seen.append(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            transport.close()
+
+    async def main() -> None:
+        listener = socket.create_server(("127.0.0.1", 0))
+        server = await asyncio.get_running_loop().create_server(Probe, sock=listener)
+        _, writer = await asyncio.open_connection(*listener.getsockname())
+        for _ in range(100):
+            if seen:
+                break
+            await asyncio.sleep(0.01)
+        writer.close()
+        server.close()
+        await server.wait_closed()
+
+    loop = uvloop.new_event_loop()
+    try:
+        loop.run_until_complete(main())
+    finally:
+        loop.close()
+    assert seen == [1]

@@ -51,6 +51,8 @@ class AsyncServer:
         self.connections: set[FastCGIProtocol] = set()
         #: A graceful stop has begun (connections made from now on are stopped as they start).
         self.stopping = False
+        #: Whether connection_made must set TCP_NODELAY itself (uvloop's TCP transports have it).
+        self.set_nodelay = True
         self._tasks: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.TimerHandle | None = None
         self._stop: asyncio.Event | None = None
@@ -137,6 +139,7 @@ class AsyncServer:
         ]
         self._sweeper = loop.call_later(TICK_SECONDS, self._sweep)
         loop_name = type(loop).__module__.partition(".")[0]  # "asyncio" or "uvloop"
+        self.set_nodelay = loop_name != "uvloop"
         for sock in self.listeners:
             logger.info("fcgigw serving ASGI on %s (%s event loop)", describe(sock), loop_name)
         if self.on_ready is not None:

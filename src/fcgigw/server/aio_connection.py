@@ -29,6 +29,8 @@ class ConnectionHost(TypingProtocol):
     connections: set[FastCGIProtocol]
     #: Set when a graceful stop begins: a connection made after it is stopped as it starts.
     stopping: bool
+    #: False on uvloop, which sets TCP_NODELAY on every TCP transport itself.
+    set_nodelay: bool
 
     def start_request(self, channel: AsyncChannel) -> None: ...
 
@@ -59,12 +61,14 @@ class FastCGIProtocol(asyncio.Protocol):
         if family != socket.AF_UNIX:
             # A Unix-socket peer needs neither the allowlist nor TCP_NODELAY: only TCP pays
             # for the socket and peer lookups.
-            sock = transport.get_extra_info("socket")
             peer = transport.get_extra_info("peername")
-            # asyncio sets TCP_NODELAY only on sockets created with IPPROTO_TCP, which ours
-            # are not. Without it, Nagle holds END_REQUEST back ~40 ms behind the web server's
-            # delayed ACK on a kept connection.
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if host.set_nodelay:
+                # asyncio sets TCP_NODELAY only on sockets created with IPPROTO_TCP, which ours
+                # are not. Without it, Nagle holds END_REQUEST back ~40 ms behind the web
+                # server's delayed ACK on a kept connection. (uvloop sets it: no socket object
+                # and no system call per connection there.)
+                sock = transport.get_extra_info("socket")
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if not host.admission.admit(family, peer):
             transport.close()
             return
