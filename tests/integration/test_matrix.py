@@ -480,18 +480,21 @@ def fastcgi_peers(port: str) -> set[int]:
 
 @matrix(http=True)
 def test_one_hundred_sequential_keep_alive_requests(target: Target) -> None:
-    samples: list[set[int]] = []  # FastCGI connections open after requests 1, 50 and 100
+    samples: list[set[int]] = []  # FastCGI connections open after each request
     fcgigw = target.stack.fcgigw
     with contextlib.closing(target.client()) as client:
         for number in range(1, 101):
             seen = target.echo(f"/echo?n={number}", client=client)
             assert seen.query == f"n={number}"
-            if target.variant.keeps_app_connections and number in (1, 50, 100):
+            if target.variant.keeps_app_connections:
                 assert fcgigw is not None
                 samples.append(fastcgi_peers(fcgigw.address.rpartition(":")[2]))
     if samples:
-        # One FastCGI connection served them all: open after the first and the last.
-        assert samples[0] & samples[-1], samples
+        # Kept FastCGI connections served them: one stays open after every response, and a
+        # handful served all 100 (not one each). Not necessarily one: HAProxy closes idle
+        # server connections in its pool every few seconds, and a loaded CI run once spanned
+        # that (a new connection took over between requests 1 and 50).
+        assert all(samples), samples
         assert len(set().union(*samples)) <= 8, samples
 
 

@@ -218,11 +218,13 @@ def test_sighup_replaces_the_edited_pool_only_and_no_request_fails() -> None:
         after_b = {master.pool_pid("b"), *descendants(master.pool_pid("b"))}
         reload_log = master.log()[offset:]
         touched_b = master.said("pool b", offset)
+        log = master.log()
     assert load_b.failures == []
     assert load_a.failures == []  # the master kept pool a's socket: none refused either
     assert {answer["site"] for answer in load_b.answers} == {"b1"}
-    assert {int(answer["pid"]) for answer in load_b.answers} <= before_b
-    assert after_b == before_b
+    # (The log says why when a pool b process changed: CI saw one answer from a new pid once.)
+    assert {int(answer["pid"]) for answer in load_b.answers} <= before_b, log
+    assert after_b == before_b, log
     assert in_flight["site"] == "a1"  # the old process finished it
     assert new_a != old_a
     assert "SIGHUP: pool a changed" in reload_log
