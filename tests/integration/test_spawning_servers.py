@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 from hosting import Account, hosting_account, readable_by_all
 from servers import (
+    LOG_TIMEOUT_SECONDS,
     REPO,
     RunningProcess,
     apache_binary,
@@ -203,10 +204,32 @@ def test_mod_fcgid_spawns_one_fcgigw_on_fd0_and_keeps_it(
 def test_apache_shutdown_stops_the_spawned_fcgigw_cleanly(site: Site) -> None:
     if apache_binary() is None:
         pytest.skip("apache2 is not installed (apt-get install apache2 libapache2-mod-fcgid)")
-    with run_apache(apache_config(site, "flask", site.run_dir / "stop")) as server:
-        where("flask", server)
-        server.process.send_signal(signal.SIGTERM)  # mod_fcgid then sends SIGTERM to the app
-        server.wait_for_log("fcgigw stopped")
+    for attempt in range(APACHE_STOP_ATTEMPTS):
+        with run_apache(apache_config(site, "flask", site.run_dir / f"stop{attempt}")) as server:
+            where("flask", server)
+            server.wait_for_log("fcgigw.access")
+            server.process.send_signal(signal.SIGTERM)  # mod_fcgid then sends SIGTERM to the app
+            if not apache_crashed_while_stopping(server):
+                server.wait_for_log("fcgigw stopped")
+                return
+    pytest.fail(f"apache2 -X crashed (SIGSEGV) on SIGTERM {APACHE_STOP_ATTEMPTS} times in a row")
+
+
+APACHE_STOP_ATTEMPTS = 3
+
+
+def apache_crashed_while_stopping(server: RunningProcess) -> bool:
+    """Whether ``apache2 -X`` died of SIGSEGV before the app logged its stop. Under load it
+    sometimes does: in one-process mode prefork's SIGTERM handler destroys its memory pools
+    inside the signal handler, which is not async-signal-safe (an Apache bug, seen in CI about
+    once in 25 stops with both cores busy). Then mod_fcgid never signals the app, so there is
+    nothing of ours to check, and the test starts Apache again."""
+    deadline = time.monotonic() + LOG_TIMEOUT_SECONDS
+    while "fcgigw stopped" not in server.log() and time.monotonic() < deadline:
+        if server.process.poll() == -signal.SIGSEGV:
+            return "fcgigw stopped" not in server.log()
+        time.sleep(0.01)
+    return False
 
 
 def test_mod_cgi_runs_the_same_dispatch_fcgi_once_per_request(site: Site) -> None:
