@@ -12,7 +12,10 @@ default) or the asyncio ``AsyncServer`` with its ASGI twin (``--interface asgi``
 when installed). Reported: the server process's CPU time (all its threads) per request, from
 the moment it serves. The figure to compare before and after a change of the hot path: it
 moves with the server's code only, where req/s through nginx moves with the whole machine.
-``--src DIR`` serves with the fcgigw package in DIR (another checkout's ``src``) instead.
+``--floor`` serves with floor.py's stand-in instead, which parses nothing and calls no
+app: what any Python server spends on that loop or those sockets (fcgigw's share is the
+difference). ``--src DIR`` serves with the fcgigw package in DIR (another checkout's
+``src``) instead.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ if TYPE_CHECKING:
 sys.path.insert(0, str(Path(__file__).resolve().parent / "apps"))  # run.py's hello apps
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import floor
 from asgi_apps import hello as asgi_hello
 from protocol_micro import nginx_request
 from wsgi_apps import hello as wsgi_hello
@@ -63,6 +67,11 @@ def serve(listener_fd: int, args: argparse.Namespace) -> None:
     from fcgigw.config import Config  # noqa: PLC0415 (from --src when given)
 
     listener = socket.socket(fileno=listener_fd)
+    # A large app's heap: what the cycle collector's full collections walk.
+    ballast = [{} for _ in range(args.heap)]  # noqa: F841 (kept alive until the process ends)
+    if args.floor:
+        serve_floor(listener, args.interface)
+        return
     config = Config(app="x", interface=args.interface, threads=args.threads, loop=args.loop)
     if args.interface == "asgi":
         serve_asgi(listener, config)
@@ -99,8 +108,34 @@ def serve_asgi(listener: socket.socket, config: Config) -> None:
     server.serve_forever()
 
 
+def serve_floor(listener: socket.socket, interface: str) -> None:
+    """serve() with floor.py's stand-in for fcgigw: asyncio for asgi, one thread for wsgi."""
+    if interface == "asgi":
+
+        def ready(loop: asyncio.AbstractEventLoop) -> None:
+            def wait_for_line(before: float) -> None:
+                sys.stdin.readline()
+                print(_cpu() - before, type(loop).__module__.partition(".")[0], flush=True)
+                loop.call_soon_threadsafe(loop.stop)
+
+            threading.Thread(target=wait_for_line, args=(_cpu(),), daemon=True).start()
+
+        floor.serve_asyncio(listener, ready)
+        return
+    stopped = threading.Event()
+    before = _cpu()
+    thread = threading.Thread(target=floor.serve_blocking, args=(listener, stopped.is_set))
+    thread.start()
+    sys.stdin.readline()
+    print(_cpu() - before, flush=True)
+    stopped.set()
+    thread.join()
+
+
 def _start_server(listener: socket.socket, args: argparse.Namespace) -> subprocess.Popen[str]:
     options = ["--interface", args.interface, "--threads", str(args.threads), "--loop", args.loop]
+    options += ["--floor"] if args.floor else []
+    options += ["--heap", str(args.heap)]
     env = dict(os.environ)
     if args.src:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [args.src, env.get("PYTHONPATH")]))
@@ -194,6 +229,15 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--threads", type=int, default=8, help="the WSGI server's threads")
     parser.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto")
+    parser.add_argument(
+        "--heap",
+        type=int,
+        default=0,
+        help="objects the server keeps alive, as a large app does (a Django site: ~300000)",
+    )
+    parser.add_argument(
+        "--floor", action="store_true", help="serve with floor.py's stand-in, not fcgigw"
+    )
     parser.add_argument("--src", help="serve with the fcgigw package in this directory")
     parser.add_argument("--serve-fd", type=int, help=argparse.SUPPRESS)
     return parser.parse_args()
@@ -215,6 +259,9 @@ def main() -> None:
     mode = "kept connections" if args.keepalive else "new connections"
     backend = f"asgi on {loop}" if args.interface == "asgi" else f"wsgi, {args.threads} threads"
     source = f", fcgigw from {args.src}" if args.src else ""
+    source += f", {args.heap} objects on the heap" if args.heap else ""
+    if args.floor:
+        backend = "floor (floor.py), " + ("asyncio on " + loop if loop else "one thread")
     print(
         f"{backend}, {mode}: server CPU µs per request: median "
         f"{statistics.median(results):.1f}, best {min(results):.1f} "

@@ -4,9 +4,19 @@ them, their input, aborts, their ends (held or not), the request deadlines. No I
 from __future__ import annotations
 
 from ..protocol import InputData, InputEnd, RequestStarted, Role, ServerConnection
-from .core_request import INPUT_QUIET_SECONDS, NEVER, CoreRequest, RequestStarter
+from .core_request import (
+    INPUT_QUIET_SECONDS,
+    NEVER,
+    CoreRequest,
+    RequestHandler,
+    RequestStarter,
+)
 
 _AUTHORIZER = Role.AUTHORIZER
+
+
+def _no_start(request: CoreRequest) -> RequestHandler:
+    raise AssertionError("a lost connection's core started a request")
 
 
 class RequestTable:
@@ -71,7 +81,7 @@ class RequestTable:
             return b""
         data = request.finish(self._protocol, app_status, last_stdout, now)
         if request.done:
-            del self.requests[request.request_id]
+            self._remove(request)
         else:
             self.input_complete = False
         return data
@@ -79,16 +89,28 @@ class RequestTable:
     def _release(self, request: CoreRequest) -> None:
         if request.held and not request.done:
             self._outbox.append(request.release(self._protocol))
-            del self.requests[request.request_id]
+            self._remove(request)
+
+    def _remove(self, request: CoreRequest) -> None:
+        """The request is over for the core: its id is free, and it lets go of its handler
+        (the handler holds the request: with both links, every request's objects would wait
+        for the cycle collector instead of going when the backend drops them)."""
+        del self.requests[request.request_id]
+        request.handler = None
 
     def lose(self) -> None:
-        """The connection is gone: every request is aborted and its id free."""
+        """The connection is gone: every request is aborted and its id free, and no request
+        can start any more, so the backend's starter is dropped (it holds the backend's
+        connection, which holds this table: a cycle otherwise)."""
         requests = list(self.requests.values())
         self.requests.clear()
+        self._start_request = _no_start
         for request in requests:
             request.done = request.aborted = True
-            if not request.finished and request.handler is not None:
-                request.handler.abort()
+            handler = request.handler
+            request.handler = None
+            if not request.finished and handler is not None:
+                handler.abort()
 
     # -- deadlines ---------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ from ..adapters.channel import Params
 from ..protocol import RecordType, Role
 from .buffers import SpillBuffer
 from .core import CoreRequest
+from .thread_turns import TurnConnection
 
 _STDIN = RecordType.STDIN
 _DATA = RecordType.DATA
@@ -18,15 +19,21 @@ _DATA = RecordType.DATA
 class ChannelReader(Protocol):
     """Where a channel's input comes from (thread_reader.ConnectionReader)."""
 
-    def read_body(self, channel: ThreadChannel, stream: RecordType, size: int) -> bytes: ...
+    def read_body(
+        self, connection: TurnConnection, channel: ThreadChannel, stream: RecordType, size: int
+    ) -> bytes: ...
 
 
 class ChannelWriter(Protocol):
     """Where a channel's output goes (thread_writer.ConnectionWriter)."""
 
-    def send_output(self, request: CoreRequest, data: bytes, stream: RecordType) -> None: ...
+    def send_output(
+        self, connection: TurnConnection, request: CoreRequest, data: bytes, stream: RecordType
+    ) -> None: ...
 
-    def finish(self, request: CoreRequest, app_status: int, last_stdout: bytes) -> None: ...
+    def finish(
+        self, connection: TurnConnection, request: CoreRequest, app_status: int, last_stdout: bytes
+    ) -> None: ...
 
 
 class ThreadChannel:
@@ -34,6 +41,7 @@ class ThreadChannel:
     adapters' RequestChannel (called by the app's thread)."""
 
     __slots__ = (
+        "_connection",
         "_reader",
         "_writer",
         "ended",
@@ -47,11 +55,13 @@ class ThreadChannel:
 
     def __init__(
         self,
+        connection: TurnConnection,
         reader: ChannelReader,
         writer: ChannelWriter,
         request: CoreRequest,
         memory_limit_bytes: int,
     ) -> None:
+        self._connection = connection
         self._reader = reader
         self._writer = writer
         self.request = request
@@ -85,21 +95,21 @@ class ThreadChannel:
     # -- what the adapter uses -----------------------------------------------------------
 
     def read_input(self, size: int) -> bytes:
-        return self._reader.read_body(self, _STDIN, size)
+        return self._reader.read_body(self._connection, self, _STDIN, size)
 
     def read_data(self, size: int) -> bytes:
         """FCGI_DATA (Filter role, §6.4); b"" for the other roles."""
         if _DATA not in self.inputs:
             return b""
-        return self._reader.read_body(self, _DATA, size)
+        return self._reader.read_body(self._connection, self, _DATA, size)
 
     def send_stdout(self, data: bytes) -> None:
-        self._writer.send_output(self.request, data, RecordType.STDOUT)
+        self._writer.send_output(self._connection, self.request, data, RecordType.STDOUT)
 
     def send_stderr(self, data: bytes) -> None:
-        self._writer.send_output(self.request, data, RecordType.STDERR)
+        self._writer.send_output(self._connection, self.request, data, RecordType.STDERR)
 
     def finish(self, app_status: int, last_stdout: bytes = b"") -> None:
-        self._writer.finish(self.request, app_status, last_stdout)
+        self._writer.finish(self._connection, self.request, app_status, last_stdout)
         for buffer in self.inputs.values():
             buffer.close()

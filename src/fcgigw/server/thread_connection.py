@@ -59,13 +59,13 @@ class ThreadedConnection(Turns):
         self.inline_since = 0.0
         self.watched = False
         self._pending: deque[ThreadChannel] = deque()
-        self.writer = ConnectionWriter(self)
-        self.reader = ConnectionReader(self)
+        self.writer = ConnectionWriter()
+        self.reader = ConnectionReader()
 
     def _start(self, request: CoreRequest) -> ThreadChannel:
         """The core started a request (lock held): queue it for the owner or the pool."""
         channel = ThreadChannel(
-            self.reader, self.writer, request, self.host.request_body_memory_bytes
+            self, self.reader, self.writer, request, self.host.request_body_memory_bytes
         )
         self._pending.append(channel)
         return channel
@@ -80,8 +80,8 @@ class ThreadedConnection(Turns):
             self.parked = self.watched = False
         if claimed:
             self.serve()
-        elif self.reader.take_turn(wait=False):
-            self.reader.read_holding_turn(block=False)
+        elif self.reader.take_turn(self, wait=False):
+            self.reader.read_holding_turn(self, block=False)
             self._run_pending()
 
     def serve(self) -> None:
@@ -107,8 +107,8 @@ class ThreadedConnection(Turns):
                 if self._park():
                     return
             elif (
-                self.reader.take_turn(wait=True)
-                and not self.reader.read_holding_turn(block=not idle)
+                self.reader.take_turn(self, wait=True)
+                and not self.reader.read_holding_turn(self, block=not idle)
                 and self._park()
             ):
                 return
@@ -160,7 +160,7 @@ class ThreadedConnection(Turns):
                 return []
             expired = core.tick(now)
             close = core.should_close
-        self.writer.flush()
+        self.writer.flush(self)
         if close:
             self.shutdown(socket.SHUT_RDWR)  # the owner (or the poller) sees EOF and closes
         return expired
@@ -189,8 +189,8 @@ class ThreadedConnection(Turns):
             self.closed = True
             core = self.core
             plain = core.input_complete and core.protocol.should_close and not core.lost
-            if core.requests:
-                core.lose()  # a stop or a timeout: the requests left are aborted
+            # A stop or a timeout aborts the requests left; and the core lets go of _start.
+            core.lose()
             self.wake()
         if not plain:
             self.shutdown(socket.SHUT_WR)

@@ -13,12 +13,11 @@ import select
 import socket
 import threading
 import time
-from typing import Protocol
 
 from ..protocol import RecordType
 from ..protocol.constants import MAX_CONTENT_LENGTH
-from .core import ConnectionCore
 from .thread_channel import ThreadChannel
+from .thread_turns import TurnConnection
 
 #: One read: a whole STDIN record of the biggest kind (lighttpd, h2o send 65535-byte records).
 RECV_BYTES = MAX_CONTENT_LENGTH + 1 + 8
@@ -39,47 +38,16 @@ def recv_fitted(sock: socket.socket, flags: int = 0) -> bytes:
     return bytes(view[:size])
 
 
-class Flushing(Protocol):
-    def flush(self) -> None: ...
-
-
-class SharedConnection(Protocol):
-    """What both turns need of their connection (thread_connection.ThreadedConnection): its
-    socket, its core, and the lock that guards them, with a wait for a turn under it."""
-
-    sock: socket.socket
-    lock: threading.Lock
-    core: ConnectionCore
-    closed: bool
-
-    def wait(self) -> None: ...
-
-    def wake(self) -> None: ...
-
-
-class ReaderConnection(SharedConnection, Protocol):
-    """What the reader needs besides."""
-
-    @property
-    def writer(self) -> Flushing: ...
-
-    def requests_waiting(self) -> bool: ...
-
-    def after_read(self) -> None: ...
-
-
 class ConnectionReader:
-    """The read side of one ThreadedConnection."""
+    """The read side of one ThreadedConnection, which it is given on each call."""
 
-    __slots__ = ("_connection", "reading")
+    __slots__ = ("reading",)
 
-    def __init__(self, connection: ReaderConnection) -> None:
-        self._connection = connection
+    def __init__(self) -> None:
         self.reading = False  # the read turn (guarded by the connection's lock)
 
-    def take_turn(self, *, wait: bool) -> bool:
+    def take_turn(self, connection: TurnConnection, *, wait: bool) -> bool:
         """Take the read turn if free; else (``wait``) sleep until the reader hands out."""
-        connection = self._connection
         with connection.lock:
             if not self.reading and not connection.closed:
                 self.reading = True
@@ -88,15 +56,14 @@ class ConnectionReader:
                 connection.wait()
             return False
 
-    def read_holding_turn(self, *, block: bool) -> bool:
+    def read_holding_turn(self, connection: TurnConnection, *, block: bool) -> bool:
         """Read once and feed the core, then give the turn back; False if ``block`` is off
         and nothing had come."""
-        connection = self._connection
         data: bytes | None = None
         try:
             if not block:
                 data = recv_fitted(connection.sock, socket.MSG_DONTWAIT)
-            elif self._wait_readable():
+            elif _wait_readable(connection):
                 data = recv_fitted(connection.sock)
         except BlockingIOError:
             pass
@@ -114,24 +81,16 @@ class ConnectionReader:
                 flush = connection.core.has_output
                 connection.wake()
         if flush:
-            connection.writer.flush()
+            connection.writer.flush(connection)
         if waiting:
             connection.after_read()
         return data is not None or block
 
-    def _wait_readable(self) -> bool:
-        """Block until input comes, or until a held END_REQUEST's quiet time is over."""
-        connection = self._connection
-        with connection.lock:
-            timeout = connection.core.held_deadline - _monotonic()
-        if timeout == float("inf"):
-            return True
-        return bool(select.select([connection.sock], [], [], max(timeout, 0.0))[0])
-
-    def read_body(self, channel: ThreadChannel, stream: RecordType, size: int) -> bytes:
+    def read_body(
+        self, connection: TurnConnection, channel: ThreadChannel, stream: RecordType, size: int
+    ) -> bytes:
         """Up to ``size`` bytes of a request's input stream, reading the socket when nobody
         else is; b"" at the stream's end or once the request is aborted."""
-        connection = self._connection
         buffer = channel.inputs[stream]
         while True:
             with connection.lock:
@@ -144,9 +103,18 @@ class ConnectionReader:
                         self.reading = True
                         break
                     connection.wait()
-            self.read_holding_turn(block=True)
+            self.read_holding_turn(connection, block=True)
 
-    def read_while_writing(self) -> None:
+    def read_while_writing(self, connection: TurnConnection) -> None:
         """A writer's peer is not reading: take in what it sends, if nobody else reads."""
-        if self.take_turn(wait=False):
-            self.read_holding_turn(block=False)
+        if self.take_turn(connection, wait=False):
+            self.read_holding_turn(connection, block=False)
+
+
+def _wait_readable(connection: TurnConnection) -> bool:
+    """Block until input comes, or until a held END_REQUEST's quiet time is over."""
+    with connection.lock:
+        timeout = connection.core.held_deadline - _monotonic()
+    if timeout == float("inf"):
+        return True
+    return bool(select.select([connection.sock], [], [], max(timeout, 0.0))[0])

@@ -1,10 +1,60 @@
 """Turns on a connection that several threads share (thread_connection): one lock, and a
 Condition over it for whoever has to wait for a turn, made the first time someone has to
-(most connections never do)."""
+(most connections never do); and what the read and write turns need of the connection.
+
+The turns (thread_reader.ConnectionReader, thread_writer.ConnectionWriter) are given the
+connection on each call instead of holding it: the connection holds them, and a link back
+would make every connection a reference cycle, left for the cycle collector to find.
+"""
 
 from __future__ import annotations
 
+import socket
 import threading
+from typing import Protocol
+
+from .core import ConnectionCore
+
+
+class ReadTurn(Protocol):
+    """The read turn as the writer sees it (thread_reader.ConnectionReader)."""
+
+    reading: bool
+
+    def read_while_writing(self, connection: TurnConnection) -> None: ...
+
+
+class WriteTurn(Protocol):
+    """The write turn as the reader sees it (thread_writer.ConnectionWriter)."""
+
+    def flush(self, connection: TurnConnection) -> None: ...
+
+
+class TurnConnection(Protocol):
+    """What the turns need of their connection (thread_connection.ThreadedConnection): its
+    socket, its core and the lock that guards them, with a wait for a turn under it."""
+
+    sock: socket.socket
+    lock: threading.Lock
+    core: ConnectionCore
+    closed: bool
+    inline_since: float
+
+    @property
+    def reader(self) -> ReadTurn: ...
+
+    @property
+    def writer(self) -> WriteTurn: ...
+
+    def wait(self) -> None: ...
+
+    def wake(self) -> None: ...
+
+    def requests_waiting(self) -> bool: ...
+
+    def after_read(self) -> None: ...
+
+    def shutdown(self, how: int) -> None: ...
 
 
 class Turns:

@@ -13,12 +13,11 @@ from __future__ import annotations
 import select
 import socket
 import time
-from typing import Protocol
 
 from ..adapters.channel import ClientDisconnected
 from ..protocol import RecordType
 from .core import CoreRequest
-from .thread_reader import SharedConnection
+from .thread_turns import TurnConnection
 
 #: How long a writer whose peer reads nothing waits before it looks again for input to take.
 WRITE_POLL_SECONDS = 0.05
@@ -28,43 +27,26 @@ _STDOUT = RecordType.STDOUT
 _POLL_IN, _POLL_OUT = select.POLLIN, select.POLLOUT
 
 
-class Reading(Protocol):
-    reading: bool
-
-    def read_while_writing(self) -> None: ...
-
-
-class WriterConnection(SharedConnection, Protocol):
-    """What the writer needs besides."""
-
-    inline_since: float
-
-    @property
-    def reader(self) -> Reading: ...
-
-    def shutdown(self, how: int) -> None: ...
-
-
 class ConnectionWriter:
-    """The write side of one ThreadedConnection."""
+    """The write side of one ThreadedConnection, which it is given on each call."""
 
-    __slots__ = ("_connection", "writing")
+    __slots__ = ("writing",)
 
-    def __init__(self, connection: WriterConnection) -> None:
-        self._connection = connection
+    def __init__(self) -> None:
         self.writing = False  # the write turn (guarded by the connection's lock)
 
-    def _take_turn(self) -> None:
+    def _take_turn(self, connection: TurnConnection) -> None:
         """Wait for the write turn (the caller holds the connection's lock)."""
         while self.writing:
-            self._connection.wait()
+            connection.wait()
         self.writing = True
 
-    def send_output(self, request: CoreRequest, data: bytes, stream: RecordType) -> None:
+    def send_output(
+        self, connection: TurnConnection, request: CoreRequest, data: bytes, stream: RecordType
+    ) -> None:
         """STDOUT (raises ClientDisconnected once the request cannot answer) or STDERR."""
-        connection = self._connection
         with connection.lock:
-            self._take_turn()
+            self._take_turn(connection)
             core = connection.core
             try:
                 if stream is _STDOUT:
@@ -76,13 +58,14 @@ class ConnectionWriter:
                 connection.wake()
                 raise
             reading_too = core.input_pending
-        self._send_and_release(output, reading_too)
+        self._send_and_release(connection, output, reading_too)
 
-    def finish(self, request: CoreRequest, app_status: int, last_stdout: bytes) -> None:
+    def finish(
+        self, connection: TurnConnection, request: CoreRequest, app_status: int, last_stdout: bytes
+    ) -> None:
         """The end of a response; wakes the owner if the connection is now to be closed."""
-        connection = self._connection
         with connection.lock:
-            self._take_turn()
+            self._take_turn(connection)
             core = connection.core
             output = core.finish(request, app_status, last_stdout, _monotonic())
             output = core.data_to_send() + output
@@ -90,7 +73,7 @@ class ConnectionWriter:
                 core.should_close and connection.inline_since == 0 and connection.reader.reading
             )
         try:
-            self._send_and_release(output, False)
+            self._send_and_release(connection, output, False)
         except ClientDisconnected:
             return  # mod_fcgid closes as soon as it has the headers: EPIPE here is normal
         if wake_owner:
@@ -98,36 +81,34 @@ class ConnectionWriter:
             # recv() for more: wake it so it closes.
             connection.shutdown(socket.SHUT_RD)
 
-    def flush(self) -> None:
+    def flush(self, connection: TurnConnection) -> None:
         """Write what the core has queued (management answers, held END_REQUESTs), unless
         someone writes now: a writer sends the queue before it gives up its turn."""
-        connection = self._connection
         with connection.lock:
             if self.writing or not connection.core.has_output:
                 return
             self.writing = True
             output = connection.core.data_to_send()
         try:
-            self._send_and_release(output, False)
+            self._send_and_release(connection, output, False)
         except ClientDisconnected:
             pass
 
-    def _send_and_release(self, data: bytes, reading_too: bool) -> None:
+    def _send_and_release(self, connection: TurnConnection, data: bytes, reading_too: bool) -> None:
         """Send ``data`` and whatever the core queued meanwhile, then give the turn back."""
         try:
-            self._send(data, reading_too)
+            _send(connection, data, reading_too)
         finally:
-            more = self._queued_or_release()
+            more = self._queued_or_release(connection)
             while more:
                 try:
-                    self._send(more, False)
+                    _send(connection, more, False)
                 except ClientDisconnected:
                     pass
-                more = self._queued_or_release()
+                more = self._queued_or_release(connection)
 
-    def _queued_or_release(self) -> bytes:
+    def _queued_or_release(self, connection: TurnConnection) -> bytes:
         """What the core queued since the turn was taken, or b"" once the turn is given back."""
-        connection = self._connection
         with connection.lock:
             core = connection.core
             more = b"" if core.lost else core.data_to_send()
@@ -136,34 +117,34 @@ class ConnectionWriter:
                 connection.wake()
         return more
 
-    def _send(self, data: bytes, reading_too: bool) -> None:
-        """Write ``data`` (the caller holds the write turn); see the module docstring."""
-        connection = self._connection
-        if not data or connection.closed:
+
+def _send(connection: TurnConnection, data: bytes, reading_too: bool) -> None:
+    """Write ``data`` (the caller holds the write turn); see the module docstring."""
+    if not data or connection.closed:
+        return
+    sock = connection.sock
+    try:
+        if not reading_too:
+            sock.sendall(data)
             return
-        sock = connection.sock
-        try:
-            if not reading_too:
-                sock.sendall(data)
-                return
-            view = memoryview(data)
-            while view:
-                if connection.core.lost:
-                    raise ClientDisconnected("the web server went away")
-                try:
-                    sent = sock.send(view, socket.MSG_DONTWAIT)
-                    view = view[sent:]
-                    continue
-                except BlockingIOError:
-                    pass
-                poller = select.poll()
-                poller.register(sock, _POLL_IN | _POLL_OUT)
-                events = poller.poll(WRITE_POLL_SECONDS * 1000)
-                if any(mask & _POLL_IN for _, mask in events):
-                    connection.reader.read_while_writing()
-        except OSError:
-            with connection.lock:
-                connection.core.lose()
-                connection.wake()
-            connection.shutdown(socket.SHUT_RDWR)  # whoever waits in recv() sees the end
-            raise ClientDisconnected("the web server went away") from None
+        view = memoryview(data)
+        while view:
+            if connection.core.lost:
+                raise ClientDisconnected("the web server went away")
+            try:
+                sent = sock.send(view, socket.MSG_DONTWAIT)
+                view = view[sent:]
+                continue
+            except BlockingIOError:
+                pass
+            poller = select.poll()
+            poller.register(sock, _POLL_IN | _POLL_OUT)
+            events = poller.poll(WRITE_POLL_SECONDS * 1000)
+            if any(mask & _POLL_IN for _, mask in events):
+                connection.reader.read_while_writing(connection)
+    except OSError:
+        with connection.lock:
+            connection.core.lose()
+            connection.wake()
+        connection.shutdown(socket.SHUT_RDWR)  # whoever waits in recv() sees the end
+        raise ClientDisconnected("the web server went away") from None
