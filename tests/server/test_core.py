@@ -173,8 +173,8 @@ def test_output_after_the_end_raises_client_disconnected() -> None:
     request = harness.handlers[0].request
     harness.core.finish(request, 0, b"", T0)
     with pytest.raises(ClientDisconnected):
-        harness.core.output(request, b"late")
-    assert harness.core.error_output(request, b"late") == b""  # wsgi.errors never raises
+        request.output(b"late")
+    assert request.error_output(b"late") == b""  # wsgi.errors never raises
     assert harness.core.finish(request, 0, b"again", T0) == b""  # finishing twice: nothing
 
 

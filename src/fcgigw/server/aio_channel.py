@@ -155,11 +155,11 @@ class AsyncChannel:
 
     def send_stdout(self, data: bytes) -> None:
         transport = self._transport
-        transport.write(transport.core.output(self.request, data))
+        transport.write(self.request.output(data))
 
     def send_stderr(self, data: bytes) -> None:
         transport = self._transport
-        output = transport.core.error_output(self.request, data)
+        output = self.request.error_output(data)
         if output:
             transport.write(output)
 

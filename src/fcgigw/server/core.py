@@ -11,7 +11,8 @@ A backend drives one ``ConnectionCore`` per connection, from one thread at a tim
 
 - ``receive(data, now)`` with what the socket gave (b"" at EOF); requests start through the
   ``RequestStarter`` it was given, and their input goes to the ``RequestHandler`` it returned;
-- ``output``/``finish`` for a request's response, returning the bytes to write;
+- ``request.output``/``error_output`` for a request's response, and ``finish`` for its end,
+  returning the bytes to write;
 - ``tick(now)`` when ``next_deadline`` has passed; it returns the requests that ran past the
   request timeout, which the backend answers with a 504 (``adapters.response.timed_out``);
 - ``stop(now)`` for a graceful stop;
@@ -138,7 +139,7 @@ class ConnectionCore:
         timeout are returned, marked aborted, for the backend to answer (a 504)."""
         if now >= self.life.at and not self.should_close:
             self.life.log_expiry(self.peer)
-            self._lose()
+            self.lose()
         expired = self.table.tick(now)
         if not self.requests:
             self._after_requests(now)
@@ -160,7 +161,7 @@ class ConnectionCore:
             except RemoteProtocolError as error:
                 limit = f" (setting {error.limit})" if error.limit else ""
                 logger.warning("closing connection from %s: %s%s", self.peer, error, limit)
-                self._lose()
+                self.lose()
                 return
             automatic = protocol.data_to_send()
             if automatic:
@@ -179,31 +180,19 @@ class ConnectionCore:
             elif kind is AbortRequest:
                 table.abort(event.request_id)  # type: ignore[union-attr]
             elif kind is ConnectionClosed:
-                self._lose()
+                self.lose()
         if not self.requests:
             self._after_requests(now)
 
-    def _lose(self) -> None:
-        """The connection is over (EOF, reset, protocol error, timeout): every request on it
-        is aborted, nothing more is sent."""
-        self.lost = self.should_close = True
-        self._outbox.clear()
-        self.table.lose()
-
     def lose(self) -> None:
-        """The backend saw the socket fail (a write error, a reset)."""
+        """The connection is over (EOF, reset, protocol error, timeout; or the backend saw the
+        socket fail or closed it): every request on it is aborted, nothing more is sent."""
         if not self.lost:
-            self._lose()
+            self.lost = self.should_close = True
+            self._outbox.clear()
+            self.table.lose()
 
     # -- output ----------------------------------------------------------------------------
-
-    def output(self, request: CoreRequest, data: bytes) -> bytes:
-        """The records for STDOUT bytes; ClientDisconnected once the request cannot answer."""
-        return request.output(self.protocol, data)
-
-    def error_output(self, request: CoreRequest, data: bytes) -> bytes:
-        """The records for FCGI_STDERR bytes, or nothing once the request is over."""
-        return request.error_output(self.protocol, data)
 
     def finish(
         self, request: CoreRequest, app_status: int, last_stdout: bytes, now: float

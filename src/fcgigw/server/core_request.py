@@ -38,9 +38,11 @@ class RequestStarter(Protocol):
 
 
 class CoreRequest:
-    """One request as the core tracks it (the backend's channel holds it)."""
+    """One request as the core tracks it (the backend's channel holds it). Its records are
+    made by its connection's protocol core: the backend asks the request for them."""
 
     __slots__ = (
+        "_protocol",
         "aborted",
         "bytes_sent",
         "deadline",
@@ -60,7 +62,10 @@ class CoreRequest:
         "timed_out",
     )
 
-    def __init__(self, started: RequestStarted, now: float, deadline: float) -> None:
+    def __init__(
+        self, started: RequestStarted, protocol: ServerConnection, now: float, deadline: float
+    ) -> None:
+        self._protocol = protocol
         self.request_id = started.request_id
         self.role = started.role
         self.keep_connection = started.keep_connection
@@ -92,23 +97,21 @@ class CoreRequest:
 
     # -- the response ----------------------------------------------------------------------
 
-    def output(self, protocol: ServerConnection, data: bytes) -> bytes:
+    def output(self, data: bytes) -> bytes:
         """The records for STDOUT bytes; ClientDisconnected once the request cannot answer."""
         if self.aborted or self.done:
             raise ClientDisconnected(f"request {self.request_id}: the web server went away")
         self._note_output(data)
-        return protocol.send(OutputData(self.request_id, data))
+        return self._protocol.send(OutputData(self.request_id, data))
 
-    def error_output(self, protocol: ServerConnection, data: bytes) -> bytes:
+    def error_output(self, data: bytes) -> bytes:
         """The records for FCGI_STDERR bytes; nothing once the request is over (wsgi.errors
         must not raise because the web server left)."""
         if self.aborted or self.finished or self.done:
             return b""
-        return protocol.send(OutputData(self.request_id, data, _STDERR))
+        return self._protocol.send(OutputData(self.request_id, data, _STDERR))
 
-    def finish(
-        self, protocol: ServerConnection, app_status: int, last_stdout: bytes, now: float
-    ) -> bytes:
+    def finish(self, app_status: int, last_stdout: bytes, now: float) -> bytes:
         """The last STDOUT bytes, and END_REQUEST (§5.5) unless the web server is still
         sending the body: then it is held (see ``held``) until release()."""
         self.finished = True
@@ -118,18 +121,18 @@ class CoreRequest:
             self._note_output(last_stdout)
         if self.input_ended or self.aborted:
             self.done = True
-            return protocol.end_response(self.request_id, last_stdout, app_status)
+            return self._protocol.end_response(self.request_id, last_stdout, app_status)
         self.held_status = app_status
         self.quiet_at = now + INPUT_QUIET_SECONDS
         if last_stdout:
-            return protocol.send(OutputData(self.request_id, last_stdout))
+            return self._protocol.send(OutputData(self.request_id, last_stdout))
         return b""
 
-    def release(self, protocol: ServerConnection) -> bytes:
+    def release(self) -> bytes:
         """The held END_REQUEST: the input ended, went quiet, or was aborted."""
         self.quiet_at = NEVER
         self.done = True
-        return protocol.end_response(self.request_id, b"", self.held_status)
+        return self._protocol.end_response(self.request_id, b"", self.held_status)
 
     def _note_output(self, data: bytes) -> None:
         if not self.bytes_sent and data.startswith(b"Status: "):

@@ -34,7 +34,8 @@ class RequestTable:
         self.input_complete = True
 
     def start(self, event: RequestStarted, now: float, timeout_seconds: int) -> None:
-        request = CoreRequest(event, now, now + timeout_seconds if timeout_seconds else NEVER)
+        deadline = now + timeout_seconds if timeout_seconds else NEVER
+        request = CoreRequest(event, self._protocol, now, deadline)
         self.requests[event.request_id] = request
         if request.role is _AUTHORIZER:
             # §6.3: an Authorizer's input ends with its PARAMS (the protocol says InputEnd at
@@ -79,7 +80,7 @@ class RequestTable:
     ) -> bytes:
         if request.finished or request.done:
             return b""
-        data = request.finish(self._protocol, app_status, last_stdout, now)
+        data = request.finish(app_status, last_stdout, now)
         if request.done:
             self._remove(request)
         else:
@@ -88,7 +89,7 @@ class RequestTable:
 
     def _release(self, request: CoreRequest) -> None:
         if request.held and not request.done:
-            self._outbox.append(request.release(self._protocol))
+            self._outbox.append(request.release())
             self._remove(request)
 
     def _remove(self, request: CoreRequest) -> None:

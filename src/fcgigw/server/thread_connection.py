@@ -180,9 +180,7 @@ class ThreadedConnection(Turns):
             pass
 
     def close(self) -> None:
-        """Close the socket (idempotent; only the owner calls it). FIN first, then drop what
-        input is left without waiting, so the close does not become an RST that could eat the
-        response -- unless every request's input was read and §5.1 ended the connection."""
+        """Close the socket (idempotent; only the owner calls it); see close_socket."""
         with self.lock:
             if self.closed:
                 return
@@ -192,12 +190,19 @@ class ThreadedConnection(Turns):
             # A stop or a timeout aborts the requests left; and the core lets go of _start.
             core.lose()
             self.wake()
-        if not plain:
-            self.shutdown(socket.SHUT_WR)
-            try:
-                while recv_fitted(self.sock, socket.MSG_DONTWAIT):
-                    pass
-            except OSError:
-                pass
-        self.sock.close()
+        close_socket(self.sock, plain)
         self.host.closed(self)
+
+
+def close_socket(sock: socket.socket, plain: bool) -> None:
+    """FIN first, then drop what input is left without waiting, so the close does not become
+    an RST that could eat the response -- unless every request's input was read and §5.1
+    ended the connection (``plain``)."""
+    if not plain:
+        try:
+            sock.shutdown(socket.SHUT_WR)
+            while recv_fitted(sock, socket.MSG_DONTWAIT):
+                pass
+        except OSError:
+            pass
+    sock.close()

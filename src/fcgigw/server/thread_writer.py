@@ -50,9 +50,9 @@ class ConnectionWriter:
             core = connection.core
             try:
                 if stream is _STDOUT:
-                    output = core.data_to_send() + core.output(request, data)
+                    output = core.data_to_send() + request.output(data)
                 else:
-                    output = core.data_to_send() + core.error_output(request, data)
+                    output = core.data_to_send() + request.error_output(data)
             except ClientDisconnected:
                 self.writing = False
                 connection.wake()
