@@ -6,14 +6,19 @@ empty STDIN record and answers one canned, valid FastCGI response (the hello app
 installed); ``serve_blocking`` is one thread with blocking sockets and a selector, no thread
 pool. What fcgigw spends above these is its own code; what they spend is the event loop's,
 the kernel's and the interpreter's, which no Python FastCGI server can go below.
+server_micro.py ``--floor`` measures them without nginx; run.py's ``floor-asyncio`` target
+behind it (``python3 benchmarks/floor.py asyncio SOCKET``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import selectors
+import signal
 import socket
 import struct
+import sys
 from collections.abc import Callable
 
 _STDOUT_BODY = (
@@ -120,3 +125,32 @@ def serve_blocking(listener: socket.socket, stopped: Callable[[], bool]) -> None
             del buffers[client]
             client.close()
     selector.close()
+
+
+def main() -> None:
+    """``floor.py asyncio|blocking SOCKET``: serve hello on a Unix socket until SIGTERM
+    (run.py's floor-asyncio target: the floor behind nginx)."""
+    kind, path = sys.argv[1], sys.argv[2]
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(path)
+    os.chmod(path, 0o666)
+    listener.listen(1024)
+    if kind == "asyncio":
+
+        def ready(loop: asyncio.AbstractEventLoop) -> None:
+            loop.add_signal_handler(signal.SIGTERM, loop.stop)
+
+        serve_asyncio(listener, ready)
+        return
+    stopped = False
+
+    def stop(signum: int, frame: object) -> None:
+        nonlocal stopped
+        stopped = True
+
+    signal.signal(signal.SIGTERM, stop)
+    serve_blocking(listener, lambda: stopped)
+
+
+if __name__ == "__main__":
+    main()

@@ -136,6 +136,10 @@ def _c(x: Launch) -> list[str]:
     return [str(build_c(x.rundir)), str(x.socket)]
 
 
+def _floor(kind: str) -> Command:
+    return lambda x: [x.python, str(HERE / "floor.py"), kind, str(x.socket)]
+
+
 def _gunicorn(x: Launch) -> list[str]:
     return [x.python, "-m", "gunicorn", "--bind", f"unix:{x.socket}", "--workers", "1", x.app]
 
@@ -176,6 +180,9 @@ TARGETS = {
                about="flup.server.fcgi.WSGIServer (threaded)"),
         Target("c-libfcgi", "c", "fastcgi", _c, (), ("gcc", "/usr/include/fcgiapp.h"),
                frozenset({"hello"}), signal.SIGKILL, "32 threads; hello only"),
+        Target("floor-asyncio", "c", "fastcgi", _floor("asyncio"), ("uvloop",),
+               scenarios=frozenset({"hello"}),
+               about="floor.py: canned hello on uvloop, no parsing, no app; hello only"),
         Target("gunicorn", "wsgi", "http", _gunicorn, ("gunicorn",),
                about="proxy_pass, sync worker", modes=HTTP_MODES),
         Target("uvicorn", "asgi", "http", _uvicorn, ("uvicorn", "uvloop", "httptools"),
