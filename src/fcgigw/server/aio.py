@@ -22,7 +22,7 @@ from .aio_stop import finish_requests
 from .connection_limit import Admission
 from .core import CoreSettings
 from .lifecycle import TICK_SECONDS, RequestEnd
-from .listeners import describe, open_listeners
+from .listeners import current_backlog, describe, open_listeners
 from .monitor import make_monitor
 from .scoreboard import Seat
 
@@ -134,7 +134,11 @@ class AsyncServer:
             loop.add_signal_handler(signal.SIGINT, self.request_stop, True)
         await self.lifespan.startup()
         servers = [
-            await loop.create_server(partial(FastCGIProtocol, self, sock.family), sock=sock)
+            await loop.create_server(
+                partial(FastCGIProtocol, self, sock.family),
+                sock=sock,
+                backlog=current_backlog(sock),
+            )
             for sock in self.listeners
         ]
         self._sweeper = loop.call_later(TICK_SECONDS, self._sweep)
