@@ -18,11 +18,12 @@ from ..adapters.response import timed_out
 from ..config import Config
 from .aio_channel import AsyncChannel
 from .aio_connection import FastCGIProtocol
+from .aio_inline import accept_connections
 from .aio_stop import finish_requests
 from .connection_limit import Admission
 from .core import CoreSettings
 from .lifecycle import TICK_SECONDS, RequestEnd
-from .listeners import current_backlog, describe, open_listeners
+from .listeners import describe, open_listeners
 from .monitor import make_monitor
 from .scoreboard import Seat
 
@@ -51,8 +52,6 @@ class AsyncServer:
         self.connections: set[FastCGIProtocol] = set()
         #: A graceful stop has begun (connections made from now on are stopped as they start).
         self.stopping = False
-        #: Whether connection_made must set TCP_NODELAY itself (uvloop's TCP transports have it).
-        self.set_nodelay = True
         self._tasks: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.TimerHandle | None = None
         self._stop: asyncio.Event | None = None
@@ -133,26 +132,21 @@ class AsyncServer:
             loop.add_signal_handler(signal.SIGTERM, self.request_stop)
             loop.add_signal_handler(signal.SIGINT, self.request_stop, True)
         await self.lifespan.startup()
-        servers = [
-            await loop.create_server(
-                partial(FastCGIProtocol, self, sock.family),
-                sock=sock,
-                backlog=current_backlog(sock),
-            )
-            for sock in self.listeners
-        ]
+        # Accepted here, not by loop.create_server: see aio_inline.
+        make_protocol = partial(FastCGIProtocol, self)
+        for sock in self.listeners:
+            sock.setblocking(False)
+            loop.add_reader(sock.fileno(), accept_connections, loop, sock, make_protocol)
         self._sweeper = loop.call_later(TICK_SECONDS, self._sweep)
         loop_name = type(loop).__module__.partition(".")[0]  # "asyncio" or "uvloop"
-        self.set_nodelay = loop_name != "uvloop"
         for sock in self.listeners:
             logger.info("fcgigw serving ASGI on %s (%s event loop)", describe(sock), loop_name)
         if self.on_ready is not None:
             self.on_ready()
         await self._stop.wait()
-        for server in servers:
-            server.close()
         for sock in self.listeners:
-            sock.close()  # uvloop's server.close() does not: a Unix socket file goes now
+            loop.remove_reader(sock.fileno())
+            sock.close()  # a Unix socket file goes now
         # A graceful stop (aio_stop): each core finishes its requests, in the graceful timeout.
         timeout = self.config.graceful_timeout_seconds
         await finish_requests(self, self._tasks, timeout, fast=self._fast_stop)

@@ -29,8 +29,6 @@ class ConnectionHost(TypingProtocol):
     connections: set[FastCGIProtocol]
     #: Set when a graceful stop begins: a connection made after it is stopped as it starts.
     stopping: bool
-    #: False on uvloop, which sets TCP_NODELAY on every TCP transport itself.
-    set_nodelay: bool
 
     def start_request(self, channel: AsyncChannel) -> None: ...
 
@@ -45,6 +43,7 @@ class FastCGIProtocol(asyncio.Protocol):
         self.host = host
         self.family = family
         self.transport: asyncio.Transport | None = None
+        self._made = False
         self._unread_bytes = 0
         self._reading_paused = False
         self._writing_paused = False
@@ -53,22 +52,20 @@ class FastCGIProtocol(asyncio.Protocol):
     # -- asyncio callbacks -----------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self._made:
+            # Its InlineTransport handed the socket to a real transport (aio_inline): that
+            # one forwards to it, so the protocol keeps writing to the InlineTransport.
+            return
+        self._made = True
         # A stream transport (uvloop's does not subclass asyncio.Transport, so no isinstance).
         self.transport = cast(asyncio.Transport, transport)
         host = self.host
         family = self.family
         peer: object = ""
         if family != socket.AF_UNIX:
-            # A Unix-socket peer needs neither the allowlist nor TCP_NODELAY: only TCP pays
-            # for the socket and peer lookups.
+            # Only a TCP peer is checked against the allowlist (aio_inline.accept_connections
+            # set TCP_NODELAY).
             peer = transport.get_extra_info("peername")
-            if host.set_nodelay:
-                # asyncio sets TCP_NODELAY only on sockets created with IPPROTO_TCP, which ours
-                # are not. Without it, Nagle holds END_REQUEST back ~40 ms behind the web
-                # server's delayed ACK on a kept connection. (uvloop sets it: no socket object
-                # and no system call per connection there.)
-                sock = transport.get_extra_info("socket")
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if not host.admission.admit(family, peer):
             transport.close()
             return
@@ -90,6 +87,8 @@ class FastCGIProtocol(asyncio.Protocol):
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
+        # An InlineTransport holds this protocol: let go of it (no cycle left to collect).
+        self.transport = None
         connections = self.host.connections
         if self not in connections:
             return  # refused at admission
@@ -133,6 +132,17 @@ class FastCGIProtocol(asyncio.Protocol):
             self.write(data)
         if core.should_close:
             self.close()
+
+    def needs_transport(self) -> bool:
+        """Whether the connection must go on reading after its first read (aio_inline): it
+        is kept, or something of a request is still to come."""
+        core = self.core
+        if core.should_close:
+            return False
+        requests = core.requests
+        if not requests or core.input_pending or core.partial_request:
+            return True
+        return any(request.keep_connection for request in requests.values())
 
     def tick(self, now: float) -> list[CoreRequest]:
         """Run the core's deadlines (called by the server's sweep)."""

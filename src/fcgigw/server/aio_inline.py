@@ -1,0 +1,249 @@
+"""Accepting on the asyncio backend, and answering a whole request without a transport.
+
+A new connection from a web server without keep-alive (nginx's default) carries one whole
+request in its first read and wants one response and a close. Giving it an event-loop
+transport costs more than the request itself (benchmarks/PROFILE.md: ~25 µs per connection
+on uvloop, for the fd's registration, the transport's objects and callbacks, and their
+teardown). So the server accepts in its own reader callback, as the threaded server does,
+reads once, and feeds the connection's FastCGIProtocol through an ``InlineTransport``
+whose writes are plain non-blocking sends. The socket is handed to a real transport
+(``loop.connect_accepted_socket``, the same protocol) as soon as it needs one: nothing came
+with the connection yet, a request is not whole, the web server keeps the connection, a
+send is short, or the app is still running after its task's first step (so that an
+ABORT_REQUEST or the web server going away is seen while it runs). Until then the protocol
+cannot tell the difference; once handed over, the InlineTransport forwards to the real one,
+after the bytes it had buffered, so records keep their order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Callable
+from typing import Any, Protocol, cast
+
+from ..protocol.constants import MAX_CONTENT_LENGTH
+
+logger = logging.getLogger("fcgigw.server")
+
+#: Connections taken per listener callback (the others wait for the next loop round).
+ACCEPT_BATCH = 16
+#: While the socket is being handed to a transport, writes beyond this wait (drain).
+HANDOVER_BUFFER_BYTES = 64 * 1024
+#: One read: a whole record of the biggest kind.
+RECV_BYTES = MAX_CONTENT_LENGTH + 1 + 8
+
+_INLINE, _HANDING_OVER, _HANDED_OVER, _CLOSED = 0, 1, 2, 3
+
+
+class InlineProtocol(Protocol):
+    """What the InlineTransport needs of its protocol (aio_connection.FastCGIProtocol)."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None: ...
+
+    def data_received(self, data: bytes) -> None: ...
+
+    def eof_received(self) -> bool | None: ...
+
+    def connection_lost(self, exc: Exception | None) -> None: ...
+
+    def pause_writing(self) -> None: ...
+
+    def resume_writing(self) -> None: ...
+
+    def needs_transport(self) -> bool:
+        """Whether the connection must keep reading (see the module docstring)."""
+
+
+class InlineTransport:
+    """The transport of a connection until (unless) it is handed to a real one."""
+
+    __slots__ = (
+        "_buffer",
+        "_close_after",
+        "_loop",
+        "_paused",
+        "_protocol",
+        "_sock",
+        "_state",
+        "_transport",
+        "_writes_paused",
+    )
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, sock: socket.socket, protocol: InlineProtocol
+    ) -> None:
+        self._loop = loop
+        self._sock = sock
+        self._protocol = protocol
+        self._state = _INLINE
+        self._buffer = bytearray()
+        self._close_after = False
+        self._paused = False
+        self._writes_paused = False
+        self._transport: asyncio.Transport | None = None
+
+    def start(self) -> None:
+        """connection_made, one read, and a transport if the connection needs one."""
+        protocol = self._protocol
+        protocol.connection_made(cast(asyncio.BaseTransport, self))  # duck-typed
+        if self._state != _INLINE:
+            return  # refused at admission, or stopped as it started
+        try:
+            data = self._sock.recv(RECV_BYTES)
+        except (BlockingIOError, InterruptedError):
+            self._hand_over()  # the web server has not written yet
+            return
+        except OSError as error:
+            self._lose(error)
+            return
+        if not data:
+            if not protocol.eof_received():
+                self.close()
+            return
+        protocol.data_received(data)
+        if self._state == _INLINE:
+            if protocol.needs_transport():
+                self._hand_over()
+            else:
+                # After the request's task has run its first step (it was scheduled first).
+                self._loop.call_soon(self._after_first_step)
+
+    def _after_first_step(self) -> None:
+        if self._state == _INLINE:
+            self._hand_over()  # the app awaits: watch the connection while it runs
+
+    # -- the asyncio.Transport methods FastCGIProtocol uses ---------------------------------
+
+    def write(self, data: bytes) -> None:
+        state = self._state
+        if state == _HANDED_OVER:
+            assert self._transport is not None
+            self._transport.write(data)
+            return
+        if state == _HANDING_OVER:
+            self._buffer += data
+            if len(self._buffer) > HANDOVER_BUFFER_BYTES:
+                self._pause_writes()
+            return
+        if state != _INLINE or not data:
+            return
+        try:
+            sent = self._sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError as error:
+            self._lose(error)
+            return
+        if sent < len(data):
+            self._buffer += data[sent:]
+            self._pause_writes()
+            self._hand_over()
+
+    def close(self) -> None:
+        state = self._state
+        if state == _HANDED_OVER:
+            assert self._transport is not None
+            self._transport.close()
+        elif state == _HANDING_OVER:
+            self._close_after = True
+        elif state == _INLINE:
+            self._state = _CLOSED
+            self._sock.close()
+            self._loop.call_soon(self._protocol.connection_lost, None)
+
+    def is_closing(self) -> bool:
+        if self._transport is not None:
+            return self._transport.is_closing()
+        return self._state == _CLOSED or self._close_after
+
+    def pause_reading(self) -> None:
+        self._paused = True
+        if self._transport is not None:
+            self._transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        self._paused = False
+        if self._transport is not None:
+            self._transport.resume_reading()
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        if self._transport is not None:
+            return self._transport.get_extra_info(name, default)
+        if name == "socket":
+            return self._sock
+        if name == "peername":
+            try:
+                return self._sock.getpeername()
+            except OSError:
+                return default
+        return default
+
+    # -- handing over --------------------------------------------------------------------
+
+    def _hand_over(self) -> None:
+        self._state = _HANDING_OVER
+        self._loop.create_task(self._connect())
+
+    async def _connect(self) -> None:
+        # The same protocol object: its connection_made sees it was made already.
+        same_protocol = cast(Callable[[], asyncio.Protocol], lambda: self._protocol)
+        try:
+            transport, _ = await self._loop.connect_accepted_socket(same_protocol, self._sock)
+        except Exception as error:  # the fd is gone, or the loop is closing
+            self._state = _INLINE
+            self._lose(error)
+            return
+        self._transport = real = transport
+        self._state = _HANDED_OVER
+        if self._paused:
+            real.pause_reading()
+        if self._writes_paused:
+            # Writes resume, unless the real transport's buffer is over its high-water mark
+            # with what was buffered: then it pauses them again itself.
+            self._writes_paused = False
+            self._protocol.resume_writing()
+        if self._buffer:
+            real.write(bytes(self._buffer))
+            self._buffer.clear()
+        if self._close_after:
+            real.close()
+
+    def _pause_writes(self) -> None:
+        """The app's writes wait (drain) until the real transport has taken the buffer."""
+        if not self._writes_paused:
+            self._writes_paused = True
+            self._protocol.pause_writing()
+
+    def _lose(self, error: OSError | Exception) -> None:
+        """The socket failed before it had a transport: close it, and say so."""
+        if self._state == _CLOSED:
+            return
+        self._state = _CLOSED
+        self._sock.close()
+        self._loop.call_soon(self._protocol.connection_lost, error)
+
+
+def accept_connections(
+    loop: asyncio.AbstractEventLoop,
+    listener: socket.socket,
+    make_protocol: Callable[[int], InlineProtocol],
+) -> None:
+    """The listener is readable: accept up to ACCEPT_BATCH connections and start them."""
+    family, kind = int(listener.family), int(listener.type)
+    for _ in range(ACCEPT_BATCH):
+        try:
+            # socket.accept() turns family and type into enums on every call: the raw one.
+            fd, _ = listener._accept()  # type: ignore[attr-defined]
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as error:
+            logger.error("accept failed on %s: %s", listener.getsockname(), error)
+            return
+        sock = socket.socket(family, kind, 0, fd)
+        sock.setblocking(False)
+        if family != socket.AF_UNIX:
+            # Responses are written whole; don't let Nagle hold the last segment back.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        InlineTransport(loop, sock, make_protocol(family)).start()
