@@ -1,9 +1,10 @@
 """The ASGI server keeps its listeners' backlog.
 
 asyncio's and uvloop's create_server(sock=...) call listen() again with a backlog of 100
-unless told: an ASGI server used to answer a burst of new connections (nginx without
-keep-alive) with a queue of 100 where the threaded server has 1024, and shrank the backlog
-of a socket it inherited (systemd's Backlog=) the same way. A full queue is a 502.
+unless told: the ASGI server, when it used create_server, answered a burst of new
+connections (nginx without keep-alive) with a queue of 100 where the threaded server has
+1024, and shrank the backlog of a socket it inherited (systemd's Backlog=) the same way.
+A full queue is a 502. It now accepts by itself (aio_inline) and never listens again.
 """
 
 from __future__ import annotations

@@ -17,7 +17,6 @@ from collections.abc import Iterable, Mapping, MutableMapping
 from ..address import Address, format_address, parse_address
 from ..config import Config
 from ..digits import is_ascii_digits
-from .backlog import listen_queue
 
 logger = logging.getLogger("fcgigw.server")
 
@@ -30,15 +29,6 @@ FCGI_LISTENSOCK_FILENO = 0
 #: sd_listen_fds(3): the sockets systemd passes start at fd 3 (SD_LISTEN_FDS_START).
 SD_LISTEN_FDS_START = 3
 SYSTEMD_VARIABLES = ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES")
-
-
-def current_backlog(sock: socket.socket) -> int:
-    """The backlog ``sock`` listens with, where the OS tells it (backlog.listen_queue), else
-    LISTEN_BACKLOG. asyncio's and uvloop's create_server(sock=...) call listen() again, with
-    a backlog of 100 unless told: the asyncio server passes this one so that neither its
-    own sockets nor the ones it inherited (systemd's Backlog=, a web server's) lose it."""
-    queue = listen_queue(sock)
-    return queue[1] if queue is not None and queue[1] > 0 else LISTEN_BACKLOG
 
 
 class BindError(Exception):
