@@ -18,21 +18,15 @@ after the bytes it had buffered, so records keep their order.
 from __future__ import annotations
 
 import asyncio
-import logging
 import socket
 from collections.abc import Callable
 from typing import Any, Protocol, cast
 
-from ..protocol.constants import MAX_CONTENT_LENGTH
+from .listeners import ACCEPT_BATCH, accept_one
+from .thread_reader import RECV_BYTES
 
-logger = logging.getLogger("fcgigw.server")
-
-#: Connections taken per listener callback (the others wait for the next loop round).
-ACCEPT_BATCH = 16
 #: While the socket is being handed to a transport, writes beyond this wait (drain).
 HANDOVER_BUFFER_BYTES = 64 * 1024
-#: One read: a whole record of the biggest kind.
-RECV_BYTES = MAX_CONTENT_LENGTH + 1 + 8
 
 _INLINE, _HANDING_OVER, _HANDED_OVER, _CLOSED = 0, 1, 2, 3
 
@@ -63,8 +57,8 @@ class InlineTransport:
         "_buffer",
         "_close_after",
         "_loop",
-        "_paused",
         "_protocol",
+        "_reading_paused",
         "_sock",
         "_state",
         "_transport",
@@ -80,7 +74,7 @@ class InlineTransport:
         self._state = _INLINE
         self._buffer = bytearray()
         self._close_after = False
-        self._paused = False
+        self._reading_paused = False
         self._writes_paused = False
         self._transport: asyncio.Transport | None = None
 
@@ -96,7 +90,7 @@ class InlineTransport:
             self._hand_over()  # the web server has not written yet
             return
         except OSError as error:
-            self._lose(error)
+            self._close_socket(error)
             return
         if not data:
             if not protocol.eof_received():
@@ -134,7 +128,7 @@ class InlineTransport:
         except (BlockingIOError, InterruptedError):
             sent = 0
         except OSError as error:
-            self._lose(error)
+            self._close_socket(error)
             return
         if sent < len(data):
             self._buffer += data[sent:]
@@ -149,9 +143,7 @@ class InlineTransport:
         elif state == _HANDING_OVER:
             self._close_after = True
         elif state == _INLINE:
-            self._state = _CLOSED
-            self._sock.close()
-            self._loop.call_soon(self._protocol.connection_lost, None)
+            self._close_socket(None)
 
     def is_closing(self) -> bool:
         if self._transport is not None:
@@ -159,12 +151,12 @@ class InlineTransport:
         return self._state == _CLOSED or self._close_after
 
     def pause_reading(self) -> None:
-        self._paused = True
+        self._reading_paused = True
         if self._transport is not None:
             self._transport.pause_reading()
 
     def resume_reading(self) -> None:
-        self._paused = False
+        self._reading_paused = False
         if self._transport is not None:
             self._transport.resume_reading()
 
@@ -193,11 +185,11 @@ class InlineTransport:
             transport, _ = await self._loop.connect_accepted_socket(same_protocol, self._sock)
         except Exception as error:  # the fd is gone, or the loop is closing
             self._state = _INLINE
-            self._lose(error)
+            self._close_socket(error)
             return
         self._transport = real = transport
         self._state = _HANDED_OVER
-        if self._paused:
+        if self._reading_paused:
             real.pause_reading()
         if self._writes_paused:
             # Writes resume, unless the real transport's buffer is over its high-water mark
@@ -216,8 +208,9 @@ class InlineTransport:
             self._writes_paused = True
             self._protocol.pause_writing()
 
-    def _lose(self, error: OSError | Exception) -> None:
-        """The socket failed before it had a transport: close it, and say so."""
+    def _close_socket(self, error: Exception | None) -> None:
+        """Close the socket before it had a transport (the core said so, or it failed),
+        and tell the protocol, as a transport would, on the next loop round."""
         if self._state == _CLOSED:
             return
         self._state = _CLOSED
@@ -233,17 +226,9 @@ def accept_connections(
     """The listener is readable: accept up to ACCEPT_BATCH connections and start them."""
     family, kind = int(listener.family), int(listener.type)
     for _ in range(ACCEPT_BATCH):
-        try:
-            # socket.accept() turns family and type into enums on every call: the raw one.
-            fd, _ = listener._accept()  # type: ignore[attr-defined]
-        except (BlockingIOError, InterruptedError):
+        accepted = accept_one(listener, family, kind)
+        if accepted is None:
             return
-        except OSError as error:
-            logger.error("accept failed on %s: %s", listener.getsockname(), error)
-            return
-        sock = socket.socket(family, kind, 0, fd)
+        sock = accepted[0]
         sock.setblocking(False)
-        if family != socket.AF_UNIX:
-            # Responses are written whole; don't let Nagle hold the last segment back.
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         InlineTransport(loop, sock, make_protocol(family)).start()

@@ -18,15 +18,12 @@ from collections.abc import Callable
 from typing import Protocol
 
 from .leadership import LeaderAdmission
+from .listeners import ACCEPT_BATCH, accept_one
 
 logger = logging.getLogger("fcgigw.server")
 
 Work = Callable[[], None]
 
-#: Connections taken per accept readiness at most: nginx opens many at once without
-#: keepalive. A worker under a supervisor takes no more than it has threads free to serve
-#: them: a connection it cannot serve soon is better left in the backlog for another worker.
-ACCEPT_BATCH = 16
 
 _get_ident = threading.get_ident
 _monotonic = time.monotonic
@@ -178,8 +175,6 @@ class Dispatcher:
     def _accept(self, listener: socket.socket) -> None:
         """Take the connections waiting on ``listener``, up to ACCEPT_BATCH; when the backlog
         is shared, only as many as threads are free to serve them (the leader included)."""
-        # socket.accept() turns family and type into enums three times per connection (a
-        # microsecond each); the raw accept and the listener's plain ints skip that.
         family, kind = self._kinds[listener]
         batch = ACCEPT_BATCH
         if self._share_backlog:
@@ -191,19 +186,12 @@ class Dispatcher:
             if not self._accepting:
                 return  # the listener is being closed
             for _ in range(batch):
-                try:
-                    fd, address = listener._accept()  # type: ignore[attr-defined]
-                except (BlockingIOError, InterruptedError):
-                    return  # none left, or another process took it
-                except OSError as error:
-                    logger.error("accept failed on %s: %s", listener.getsockname(), error)
+                accepted = accept_one(listener, family, kind)
+                if accepted is None:
                     return
-                sock = socket.socket(family, kind, 0, fd)
+                sock, address = accepted
                 if _DEFAULT_TIMEOUT():
                     sock.setblocking(True)  # as socket.accept() does: served sockets block
-                if family != socket.AF_UNIX:
-                    # Responses are written whole; don't let Nagle hold the last segment back.
-                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 work = on_accept(sock, family, address)
                 if work is not None:
                     ready.append(work)
