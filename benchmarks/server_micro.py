@@ -22,10 +22,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
+import cProfile
 import logging
 import os
+import pstats
 import resource
 import selectors
+import shlex
 import socket
 import statistics
 import subprocess
@@ -67,6 +71,8 @@ def serve(listener_fd: int, args: argparse.Namespace) -> None:
     from fcgigw.config import Config  # noqa: PLC0415 (from --src when given)
 
     listener = socket.socket(fileno=listener_fd)
+    if args.profile:
+        _profile_threads(args.profile)
     # A large app's heap: what the cycle collector's full collections walk.
     ballast = [{} for _ in range(args.heap)]  # noqa: F841 (kept alive until the process ends)
     if args.floor:
@@ -84,6 +90,26 @@ def serve(listener_fd: int, args: argparse.Namespace) -> None:
     sys.stdin.readline()
     print(_cpu() - before, flush=True)
     server.stop(graceful=False)
+
+
+def _profile_threads(path: str) -> None:
+    """cProfile every thread of the server process (the loop's and the WSGI workers'), and
+    write their merged stats to ``path`` at exit: ``python -m pstats path`` reads it."""
+    profilers: list[cProfile.Profile] = []
+
+    def start(*_: object) -> None:  # the first profile event of each new thread
+        profiler = cProfile.Profile()
+        profilers.append(profiler)
+        profiler.enable()  # replaces this function as the thread's profiler
+
+    def write() -> None:
+        for profiler in profilers:
+            profiler.create_stats()
+        pstats.Stats(*profilers).dump_stats(path)
+
+    threading.setprofile(start)
+    start()
+    atexit.register(write)
 
 
 def serve_asgi(listener: socket.socket, config: Config) -> None:
@@ -136,11 +162,15 @@ def _start_server(listener: socket.socket, args: argparse.Namespace) -> subproce
     options = ["--interface", args.interface, "--threads", str(args.threads), "--loop", args.loop]
     options += ["--floor"] if args.floor else []
     options += ["--heap", str(args.heap)]
+    options += ["--profile", args.profile] if args.profile else []
     env = dict(os.environ)
     if args.src:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [args.src, env.get("PYTHONPATH")]))
+    # FCGIGW_BENCH_WRAP: a command to run the server under, e.g. valgrind's callgrind, whose
+    # instruction counts do not move with the machine's load (see benchmarks/PROFILE.md).
+    wrapper = shlex.split(os.environ.get("FCGIGW_BENCH_WRAP", ""))
     return subprocess.Popen(
-        [sys.executable, SELF, "--serve-fd", str(listener.fileno()), *options],
+        [*wrapper, sys.executable, SELF, "--serve-fd", str(listener.fileno()), *options],
         pass_fds=[listener.fileno()],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
@@ -237,6 +267,9 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument(
         "--floor", action="store_true", help="serve with floor.py's stand-in, not fcgigw"
+    )
+    parser.add_argument(
+        "--profile", metavar="FILE", help="cProfile the server (all its threads) into FILE"
     )
     parser.add_argument("--src", help="serve with the fcgigw package in this directory")
     parser.add_argument("--serve-fd", type=int, help=argparse.SUPPRESS)
