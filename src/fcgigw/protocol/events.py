@@ -50,9 +50,7 @@ class RequestStarted(Event):
     __slots__ = ("keep_connection", "params", "request_id", "role")
     fields = ("request_id", "role", "keep_connection", "params")
 
-    def __init__(
-        self, request_id: int, role: Role, keep_connection: bool, params: Params
-    ) -> None:
+    def __init__(self, request_id: int, role: Role, keep_connection: bool, params: Params) -> None:
         self.request_id: Final = request_id
         self.role: Final = role
         self.keep_connection: Final = keep_connection
