@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Final
+
 #: More digits than any length, port or id needs (and int() refuses over 4300 of them).
-MAX_DIGITS = 18
+MAX_DIGITS: Final = 18
 
 
 def is_ascii_digits(text: str) -> bool:

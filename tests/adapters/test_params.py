@@ -14,7 +14,7 @@ from memory_channels import AsyncMemoryChannel, MemoryChannel
 from fcgigw.adapters.asgi import build_scope, run_asgi
 from fcgigw.adapters.params import (
     address_pair,
-    asgi_headers,
+    asgi_params,
     asgi_path,
     content_length,
     http_version,
@@ -422,7 +422,7 @@ def test_server_name_loses_the_port_haproxy_copies_from_the_host_header(
 
 
 def test_asgi_headers_keep_repeats_and_take_body_headers_from_cgi() -> None:
-    headers = asgi_headers([*nginx(), (b"CONTENT_LENGTH", b"7"), (b"CONTENT_TYPE", b"a/b")])
+    headers = asgi_headers_of([*nginx(), (b"CONTENT_LENGTH", b"7"), (b"CONTENT_TYPE", b"a/b")])
     assert headers.count((b"x-dup", b"a")) == 1
     assert headers.count((b"x-dup", b"b")) == 1
     assert (b"cookie", b"a=1") in headers
@@ -432,11 +432,11 @@ def test_asgi_headers_keep_repeats_and_take_body_headers_from_cgi() -> None:
 
 
 def test_asgi_headers_drop_transfer_encoding_only_when_the_length_is_known() -> None:
-    chunked = asgi_headers(apache_proxy_fcgi_chunked())
+    chunked = asgi_headers_of(apache_proxy_fcgi_chunked())
     assert (b"transfer-encoding", b"chunked") in chunked
-    known = asgi_headers([*apache_proxy_fcgi_chunked(), (b"CONTENT_LENGTH", b"10")])
+    known = asgi_headers_of([*apache_proxy_fcgi_chunked(), (b"CONTENT_LENGTH", b"10")])
     assert not any(name == b"transfer-encoding" for name, _ in known)
-    caddy = asgi_headers(caddy_chunked())
+    caddy = asgi_headers_of(caddy_chunked())
     assert not any(name in (b"content-length", b"content-type") for name, _ in caddy)
 
 
@@ -464,3 +464,15 @@ def test_address_pairs() -> None:
     assert address_pair("127.0.0.1", "51234") == ("127.0.0.1", 51234)
     assert address_pair(None, None) is None
     assert address_pair("10.0.0.1", "") is None
+
+
+def asgi_headers_of(params: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    return asgi_params(params)[1]
+
+
+def test_asgi_params_keep_the_last_of_a_repeated_param_and_leave_headers_out() -> None:
+    by_name, headers = asgi_params(
+        [(b"SCRIPT_NAME", b"/a"), (b"HTTP_HOST", b"h"), (b"HTTPS", b"on"), (b"SCRIPT_NAME", b"/b")]
+    )
+    assert by_name == {b"SCRIPT_NAME": b"/b", b"HTTPS": b"on"}
+    assert headers == [(b"host", b"h")]

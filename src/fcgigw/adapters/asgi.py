@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
+from functools import partial
 from http import HTTPStatus
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from ..protocol import Role
 from .channel import ClientDisconnected, RequestChannel
 from .params import (
     address_pair,
-    asgi_headers,
+    asgi_params,
     asgi_path,
     http_version,
     is_mount_point,
@@ -45,9 +46,9 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-ASGI_VERSION = {"version": "3.0", "spec_version": "2.4"}
+ASGI_VERSION: Final = {"version": "3.0", "spec_version": "2.4"}
 #: Bytes read from a file per record batch for http.response.pathsend.
-PATHSEND_CHUNK_BYTES = 256 * 1024
+PATHSEND_CHUNK_BYTES: Final = 256 * 1024
 
 
 class AsyncRequestChannel(RequestChannel, Protocol):
@@ -74,19 +75,25 @@ def _text(value: bytes | None) -> str | None:
     return None if value is None else value.decode("latin-1")
 
 
+def _param_text(params: dict[bytes, bytes], name: str) -> str | None:
+    # Not a lambda in build_scope: a closure there would keep its locals in an object the
+    # compiled build makes on every call.
+    return _text(params.get(name.encode()))
+
+
 #: The scope's pieces that follow from a few params, by those params' raw values: the same
 #: values come with request after request, and the translator's functions cost microseconds
 #: between them. Bounded (the values are partly the client's choice): emptied when full, and
 #: long values are never kept.
-_CACHE_ENTRIES = 1024
-_CACHED_VALUE_BYTES = 1024
+_CACHE_ENTRIES: Final = 1024
+_CACHED_VALUE_BYTES: Final = 1024
 _Paths = tuple[str, bytes | None, str]  # path, raw_path, root_path
 _Server = tuple[str, str, tuple[str, int] | None]  # http_version, scheme, server
-_paths_cache: dict[tuple[bytes | None, bytes | None, bytes | None, str, bool], _Paths] = {}
-_server_cache: dict[tuple[bytes | None, ...], _Server] = {}
-_methods: dict[bytes, str] = {}
-_ROLE_NAMES = {role: role.name for role in Role}
-_FILTER = Role.FILTER
+_paths_cache: Final[dict[tuple[bytes | None, bytes | None, bytes | None, str, bool], _Paths]] = {}
+_server_cache: Final[dict[tuple[bytes | None, ...], _Server]] = {}
+_methods: Final[dict[bytes, str]] = {}
+_ROLE_NAMES: Final = {role: role.name for role in Role}
+_FILTER: Final = Role.FILTER
 
 
 def _remember(cache: dict[Any, Any], key: Any, value: Any) -> None:
@@ -145,7 +152,7 @@ def build_scope(
 ) -> Scope:
     """The HTTP connection scope for this request."""
     params = channel.params
-    raw = dict(params)  # only the dozen params the scope uses are decoded
+    raw, headers = asgi_params(params)  # only the dozen params the scope uses are decoded
     method = raw.get(b"REQUEST_METHOD", b"GET")
     method_text = _methods.get(method)
     if method_text is None:
@@ -159,7 +166,12 @@ def build_scope(
         if query_at >= 0:
             request_uri = request_uri[: query_at + 1]
     path_info = raw.get(b"PATH_INFO")
-    mount_point = path_info is None and is_mount_point(lambda name: _text(raw.get(name.encode())))
+    # nginx sends DOCUMENT_URI, which rules a mount point out: no closure made for it.
+    mount_point = (
+        path_info is None
+        and b"DOCUMENT_URI" not in raw
+        and is_mount_point(partial(_param_text, raw))
+    )
     path, raw_path_bytes, script_path = _paths(
         raw.get(b"SCRIPT_NAME"), path_info, request_uri, root_path, mount_point
     )
@@ -174,7 +186,7 @@ def build_scope(
         "raw_path": raw_path_bytes,
         "query_string": raw.get(b"QUERY_STRING", b""),
         "root_path": script_path,
-        "headers": asgi_headers(params),
+        "headers": headers,
         "client": address_pair(_text(raw.get(b"REMOTE_ADDR")), _text(raw.get(b"REMOTE_PORT"))),
         "server": server,
         "extensions": {
@@ -281,7 +293,7 @@ def _status_line(status: int) -> bytes:
 
 
 #: Status lines by code, made once: an HTTPStatus lookup per response costs a microsecond.
-_STATUS_LINES = {int(status): _status_line(status) for status in HTTPStatus}
+_STATUS_LINES: Final = {int(status): _status_line(status) for status in HTTPStatus}
 
 
 def _declared_body_too_large(channel: RequestChannel, limit_bytes: int) -> bool:

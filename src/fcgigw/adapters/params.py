@@ -6,7 +6,7 @@ web-servers.md §6 lives here, once.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Final
 from urllib.parse import unquote_to_bytes
 
 from ..digits import is_ascii_digits
@@ -15,8 +15,8 @@ Pairs = Sequence[tuple[bytes, bytes]]
 
 # §6.3: CGI forbids these as HTTP_ variables (they duplicate CONTENT_TYPE/CONTENT_LENGTH), and
 # HTTP_PROXY is httpoxy: a client header that libraries would take for the proxy setting.
-DROPPED_HEADERS = frozenset({"HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH", "HTTP_PROXY"})
-_HTTPS_ON = frozenset({"on", "1", "yes"})
+DROPPED_HEADERS: Final = frozenset({"HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH", "HTTP_PROXY"})
+_HTTPS_ON: Final = frozenset({"on", "1", "yes"})
 
 
 def content_length(value: str | None) -> int | None:
@@ -125,8 +125,8 @@ def _under(path: str, prefix: str) -> bool:
 #: Param names decoded before, with what kind of name each is: the same twenty-odd names
 #: come with every request, and a dict lookup costs half a decode. Bounded: header names are
 #: the client's choice.
-_NAMES: dict[bytes, tuple[str, int]] = {}
-_NAMES_MAX = 1024
+_NAMES: Final[dict[bytes, tuple[str, int]]] = {}
+_NAMES_MAX: Final = 1024
 _PLAIN, _HEADER, _DROPPED = 0, 1, 2
 
 
@@ -143,9 +143,8 @@ def _decoded_name(raw_name: bytes) -> tuple[str, int]:
 def wsgi_environ(params: Pairs, root_path: str = "") -> dict[str, Any]:
     """The CGI part of a PEP 3333 environ (latin-1 str values) plus ``wsgi.url_scheme``."""
     environ: dict[str, Any] = {}
-    known = _NAMES.get
     for raw_name, raw_value in params:
-        name, kind = known(raw_name) or _decoded_name(raw_name)
+        name, kind = _NAMES.get(raw_name) or _decoded_name(raw_name)
         value = raw_value.decode("latin-1")
         if kind:
             if kind == _DROPPED:
@@ -217,7 +216,7 @@ def header_name(param_name: bytes) -> bytes:
 
 
 #: HTTP_ param name -> its ASGI header name, b"" when dropped (§6.3); bounded like _NAMES.
-_HEADER_NAMES: dict[bytes, bytes] = {}
+_HEADER_NAMES: Final[dict[bytes, bytes]] = {}
 
 
 def _asgi_header_name(param_name: bytes) -> bytes:
@@ -227,29 +226,32 @@ def _asgi_header_name(param_name: bytes) -> bytes:
     return name
 
 
-def asgi_headers(params: Pairs) -> list[tuple[bytes, bytes]]:
-    """Request headers for ASGI: lower-case names, repeats kept as separate entries, the body
-    headers taken from CONTENT_TYPE/CONTENT_LENGTH, duplicates and httpoxy dropped."""
+def asgi_params(params: Pairs) -> tuple[dict[bytes, bytes], list[tuple[bytes, bytes]]]:
+    """The params that are not headers, by name (the last of a repeat), and the request
+    headers for ASGI: lower-case names, repeats kept as separate entries, the body headers
+    taken from CONTENT_TYPE/CONTENT_LENGTH, duplicates and httpoxy dropped. One pass: the
+    scope needs both, for every request."""
+    by_name: dict[bytes, bytes] = {}
     headers: list[tuple[bytes, bytes]] = []
-    content_type = length_text = None
-    known = _HEADER_NAMES.get
     for name, value in params:
-        if name[:5] == b"HTTP_":
-            asgi_name = known(name) or _asgi_header_name(name)
+        # The first byte before the slice: a slice is a new object, and most names are not
+        # headers (72 is "H").
+        if len(name) >= 5 and name[0] == 72 and name[:5] == b"HTTP_":
+            asgi_name = _HEADER_NAMES.get(name) or _asgi_header_name(name)
             if asgi_name:
                 headers.append((asgi_name, value))
-        elif name == b"CONTENT_TYPE":
-            content_type = value
-        elif name == b"CONTENT_LENGTH":
-            length_text = value
+        else:
+            by_name[name] = value
+    length_text = by_name.get(b"CONTENT_LENGTH")
     if length_text:
         length = content_length(length_text.decode("latin-1"))
         if length is not None:
             headers = [h for h in headers if h[0] != b"transfer-encoding"]
             headers.append((b"content-length", str(length).encode()))
+    content_type = by_name.get(b"CONTENT_TYPE")
     if content_type:
         headers.append((b"content-type", content_type))
-    return headers
+    return by_name, headers
 
 
 def http_version(server_protocol: str | None) -> str:

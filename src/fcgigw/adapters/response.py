@@ -4,6 +4,8 @@ Content-Length accounting, HEAD bodies, and when the headers go out.
 
 from __future__ import annotations
 
+from typing import Final
+
 import logging
 import re
 import traceback
@@ -16,14 +18,14 @@ from .channel import ClientDisconnected, RequestChannel
 logger = logging.getLogger("fcgigw.response")
 
 # RFC 9110 §5.6.2 token characters: what a header name may contain.
-_TOKEN_CHARS = frozenset(
+_TOKEN_CHARS: Final = frozenset(
     b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 )
-_FORBIDDEN_VALUE_BYTES = frozenset(b"\r\n\x00")
+_FORBIDDEN_VALUE_BYTES: Final = frozenset(b"\r\n\x00")
 
 
 #: appStatus (§5.5) when the application failed: what a CGI program's exit status would say.
-APP_STATUS_ERROR = 1
+APP_STATUS_ERROR: Final = 1
 
 
 class InvalidResponse(ValueError):
@@ -41,8 +43,8 @@ def check_status(status: bytes) -> int:
 
 
 #: Status lines seen before and their codes: an app uses a handful, each on many responses.
-_checked_statuses: dict[bytes, int] = {}
-_CHECKED_STATUSES_MAX = 256
+_checked_statuses: Final[dict[bytes, int]] = {}
+_CHECKED_STATUSES_MAX: Final = 256
 
 
 def _check_new_status(status: bytes) -> int:
@@ -54,7 +56,7 @@ def _check_new_status(status: bytes) -> int:
 
 #: One C-level scan. Not ``b"\r" in value``: bytes.__contains__ first tries its argument as an
 #: int, and the TypeError it formats and drops cost more than the scan (three per header).
-_line_break_or_nul = re.compile(rb"[\r\n\x00]").search
+_line_break_or_nul: Final = re.compile(rb"[\r\n\x00]").search
 
 
 def check_header(name: bytes, value: bytes) -> None:
@@ -202,7 +204,7 @@ def fail_request(channel: RequestChannel, writer: ResponseWriter, error: BaseExc
     send_error(channel, 500, "The application failed.", headers_sent=writer.headers_sent)
 
 
-BODY_TOO_LARGE = "The request body is larger than this server accepts."
+BODY_TOO_LARGE: Final = "The request body is larger than this server accepts."
 
 
 def body_too_large(content_length: str | None, limit_bytes: int, request_id: int) -> bool:

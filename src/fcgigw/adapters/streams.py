@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from typing import IO, Any
+from typing import Any, Final, IO
 
 from .channel import RequestChannel
 
 #: Bytes asked of the channel per read when the app reads "everything" or a line.
-READ_CHUNK_BYTES = 64 * 1024
+READ_CHUNK_BYTES: Final = 64 * 1024
 
 
 class RequestBodyTooLarge(Exception):

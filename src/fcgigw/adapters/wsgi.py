@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from types import TracebackType
-from typing import Any
+from typing import Any, Final
 
 from ..protocol import Role
 from .channel import ClientDisconnected, RequestChannel
@@ -35,7 +35,7 @@ WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 
 #: The environ entries that are the same for every request.
-_WSGI_CONSTANTS: dict[str, Any] = {
+_WSGI_CONSTANTS: Final[dict[str, Any]] = {
     "wsgi.version": (1, 0),
     "wsgi.multithread": True,
     "wsgi.multiprocess": True,
@@ -43,7 +43,7 @@ _WSGI_CONSTANTS: dict[str, Any] = {
     "wsgi.input_terminated": True,
     "wsgi.file_wrapper": FileWrapper,
 }
-_ROLE_NAMES = {role: role.name for role in Role}
+_ROLE_NAMES: Final = {role: role.name for role in Role}
 
 
 def build_environ(channel: RequestChannel, root_path: str) -> dict[str, Any]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Final
+
 from .constants import (
     FCGI_END_REQUEST,
     FCGI_GET_VALUES_RESULT,
@@ -32,9 +34,9 @@ from .framing import RecordConnection
 from .pairs import decode_pairs, encode_pairs
 from .records import BEGIN_REQUEST_BODY, END_REQUEST_BODY, build_record, build_stream_records
 
-_INPUT_STREAMS = (RecordType.STDIN, RecordType.DATA)
+_INPUT_STREAMS: Final = (RecordType.STDIN, RecordType.DATA)
 #: GET_VALUES_RESULT carries a handful of pairs; bound it like any peer input.
-_MAX_RESULT_PAIRS = 1000
+_MAX_RESULT_PAIRS: Final = 1000
 
 ClientSendable = RequestStarted | InputData | InputEnd | AbortRequest | GetValues
 

@@ -10,6 +10,8 @@ FCGI_* numbers), routes by a table keyed by record type, and builds enum members
 
 from __future__ import annotations
 
+from typing import Final
+
 from collections.abc import Callable
 
 from .constants import (
@@ -59,16 +61,16 @@ from .state import ACCEPTS, NEXT_STATE, Action, InputState
 # Enum members as module globals: on the per-record path ``InputState.PARAMS`` costs a lookup
 # through the enum's metaclass (some thousand instructions), a global next to nothing.
 _PARAMS, _INPUT, _ABORT = Action.PARAMS, Action.INPUT, Action.ABORT
-_AWAITING_PARAMS = InputState.PARAMS
-_INPUT_DONE = InputState.INPUT_DONE
-_ABORTED = InputState.ABORTED
-_STDIN = RecordType.STDIN
-_REQUEST_COMPLETE = int(ProtocolStatus.REQUEST_COMPLETE)
+_AWAITING_PARAMS: Final = InputState.PARAMS
+_INPUT_DONE: Final = InputState.INPUT_DONE
+_ABORTED: Final = InputState.ABORTED
+_STDIN: Final = RecordType.STDIN
+_REQUEST_COMPLETE: Final = int(ProtocolStatus.REQUEST_COMPLETE)
 # Bound once: looking up a method on a Struct costs about as much as the unpack itself.
-_unpack_begin_request_body = BEGIN_REQUEST_BODY.unpack
+_unpack_begin_request_body: Final = BEGIN_REQUEST_BODY.unpack
 #: ProtocolSettings is frozen, so connections without their own settings can share one (its
 #: construction costs microseconds a connection would otherwise pay).
-_DEFAULT_SETTINGS = ProtocolSettings()
+_DEFAULT_SETTINGS: Final = ProtocolSettings()
 
 
 def end_request_record(request_id: int, app_status: int, status: ProtocolStatus) -> bytes:
@@ -157,7 +159,10 @@ class ServerConnection(RecordConnection[ServerEvent]):
         # records out of sequence -- is routed by its type.
         request = self._requests.get(request_id)
         if request is None:
-            _ROUTES[record_type](self, record_type, request_id, content)
+            if record_type == FCGI_BEGIN_REQUEST:  # one per request: a direct call
+                self._begin_request(record_type, request_id, content)
+            else:
+                _ROUTES[record_type](self, record_type, request_id, content)
             return
         action = request.accepts.get(record_type)
         if action is _INPUT:
@@ -356,4 +361,4 @@ def _build_routes() -> tuple[_Handler, ...]:
     return tuple(routes)
 
 
-_ROUTES = _build_routes()
+_ROUTES: Final = _build_routes()

@@ -2,41 +2,43 @@
 
 from __future__ import annotations
 
+from typing import Final
+
 from enum import IntEnum
 
 #: §8: value of the version component of every record header.
-FCGI_VERSION_1 = 1
+FCGI_VERSION_1: Final = 1
 #: §8: bytes in a record header; "future versions of the protocol will not reduce this number".
-HEADER_LEN = 8
+HEADER_LEN: Final = 8
 #: §3.3: contentData is "between 0 and 65535 bytes".
-MAX_CONTENT_LENGTH = 0xFFFF
+MAX_CONTENT_LENGTH: Final = 0xFFFF
 #: Largest multiple of eight that fits in one record, so full records need no padding (§3.3
 #: recommends records on eight-byte boundaries).
-MAX_ALIGNED_CONTENT_LENGTH = MAX_CONTENT_LENGTH & ~7
+MAX_ALIGNED_CONTENT_LENGTH: Final = MAX_CONTENT_LENGTH & ~7
 #: §3.3: management records use the null request id.
-NULL_REQUEST_ID = 0
+NULL_REQUEST_ID: Final = 0
 #: §5.1: flags bit asking the application to keep the connection open after the request.
-FCGI_KEEP_CONN = 1
+FCGI_KEEP_CONN: Final = 1
 #: §3.4: lengths above this are sent in the four-byte form.
-MAX_SHORT_PAIR_LENGTH = 0x7F
+MAX_SHORT_PAIR_LENGTH: Final = 0x7F
 #: §3.4: the four-byte form has 31 bits of length.
-MAX_PAIR_LENGTH = 0x7FFFFFFF
+MAX_PAIR_LENGTH: Final = 0x7FFFFFFF
 
 
 #: §8's record type numbers under the spec's own names, as plain ints: the hot paths compare
 #: and index with these, where a RecordType member costs an enum attribute lookup and
 #: ``RecordType(n)`` a metaclass call. RecordType is what the public events carry.
-FCGI_BEGIN_REQUEST = 1
-FCGI_ABORT_REQUEST = 2
-FCGI_END_REQUEST = 3
-FCGI_PARAMS = 4
-FCGI_STDIN = 5
-FCGI_STDOUT = 6
-FCGI_STDERR = 7
-FCGI_DATA = 8
-FCGI_GET_VALUES = 9
-FCGI_GET_VALUES_RESULT = 10
-FCGI_UNKNOWN_TYPE = 11
+FCGI_BEGIN_REQUEST: Final = 1
+FCGI_ABORT_REQUEST: Final = 2
+FCGI_END_REQUEST: Final = 3
+FCGI_PARAMS: Final = 4
+FCGI_STDIN: Final = 5
+FCGI_STDOUT: Final = 6
+FCGI_STDERR: Final = 7
+FCGI_DATA: Final = 8
+FCGI_GET_VALUES: Final = 9
+FCGI_GET_VALUES_RESULT: Final = 10
+FCGI_UNKNOWN_TYPE: Final = 11
 
 
 class RecordType(IntEnum):
@@ -73,12 +75,12 @@ class ProtocolStatus(IntEnum):
 
 
 #: §4.1: the variable names defined for GET_VALUES / GET_VALUES_RESULT.
-FCGI_MAX_CONNS = b"FCGI_MAX_CONNS"
-FCGI_MAX_REQS = b"FCGI_MAX_REQS"
-FCGI_MPXS_CONNS = b"FCGI_MPXS_CONNS"
+FCGI_MAX_CONNS: Final = b"FCGI_MAX_CONNS"
+FCGI_MAX_REQS: Final = b"FCGI_MAX_REQS"
+FCGI_MPXS_CONNS: Final = b"FCGI_MPXS_CONNS"
 
 #: Appendix A: record types only a web server sends (what an application may receive).
-WEB_SERVER_TYPES = frozenset(
+WEB_SERVER_TYPES: Final = frozenset(
     {
         RecordType.BEGIN_REQUEST,
         RecordType.ABORT_REQUEST,
@@ -89,7 +91,7 @@ WEB_SERVER_TYPES = frozenset(
     }
 )
 #: Appendix A: record types only an application sends (what a web server may receive).
-APPLICATION_TYPES = frozenset(
+APPLICATION_TYPES: Final = frozenset(
     {
         RecordType.END_REQUEST,
         RecordType.STDOUT,
@@ -99,13 +101,13 @@ APPLICATION_TYPES = frozenset(
     }
 )
 #: Appendix A: management record types, which carry the null request id.
-MANAGEMENT_TYPES = frozenset(
+MANAGEMENT_TYPES: Final = frozenset(
     {RecordType.GET_VALUES, RecordType.GET_VALUES_RESULT, RecordType.UNKNOWN_TYPE}
 )
 
 #: §8: every record type this version defines.
-KNOWN_TYPES = frozenset(int(t) for t in RecordType)
+KNOWN_TYPES: Final = frozenset(int(t) for t in RecordType)
 #: Record type number to its RecordType member, for building events without ``RecordType(n)``.
-RECORD_TYPES: dict[int, RecordType] = {int(t): t for t in RecordType}
+RECORD_TYPES: Final[dict[int, RecordType]] = {int(t): t for t in RecordType}
 #: Role number to its Role member, likewise; a number not in it is not a §6 role.
-ROLES: dict[int, Role] = {int(r): r for r in Role}
+ROLES: Final[dict[int, Role]] = {int(r): r for r in Role}

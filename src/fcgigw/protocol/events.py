@@ -10,8 +10,8 @@ from typing import ClassVar, Final
 
 from .constants import ProtocolStatus, RecordType, Role
 
-_STDIN = RecordType.STDIN
-_STDOUT = RecordType.STDOUT
+_STDIN: Final = RecordType.STDIN
+_STDOUT: Final = RecordType.STDOUT
 
 Params = tuple[tuple[bytes, bytes], ...]
 
@@ -176,7 +176,7 @@ class NeedData:
         return "NEED_DATA"
 
 
-NEED_DATA = NeedData()
+NEED_DATA: Final = NeedData()
 
 #: What a ServerConnection can return from next_event().
 ServerEvent = RequestStarted | InputData | InputEnd | AbortRequest | ConnectionClosed

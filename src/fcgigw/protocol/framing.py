@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections import deque
-from typing import Generic, TypeVar
+from typing import Final, Generic, TypeVar
 
 from .constants import FCGI_VERSION_1, HEADER_LEN
 from .errors import RemoteProtocolError
@@ -14,9 +14,9 @@ from .records import HEADER
 Event = TypeVar("Event")
 
 # Bound once: looking up a method on a Struct costs about as much as the unpack itself.
-_unpack_header = HEADER.unpack_from
+_unpack_header: Final = HEADER.unpack_from
 # Compact the buffer once this many consumed bytes sit at its front (avoids a memmove per record).
-_COMPACT_AFTER_BYTES = 64 * 1024
+_COMPACT_AFTER_BYTES: Final = 64 * 1024
 
 
 class RecordBuffer:
@@ -83,7 +83,13 @@ class RecordBuffer:
         start = self._position
         if len(buffer) - start >= HEADER_LEN:
             # The header's fields straight into locals (records.parse_header's work, without an
-            # object per record).
+            # object per record), declared ints: struct's results are Any, and the compiled
+            # build would do every sum, comparison and slice below the generic (slow) way.
+            version: int
+            record_type: int
+            request_id: int
+            content_length: int
+            padding_length: int
             version, record_type, request_id, content_length, padding_length = _unpack_header(
                 buffer, start
             )

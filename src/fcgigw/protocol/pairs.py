@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Final
+
 import struct
 from collections.abc import Iterable
 
 from .constants import MAX_PAIR_LENGTH, MAX_SHORT_PAIR_LENGTH
 from .errors import LocalProtocolError, RemoteProtocolError
 
-_LONG = struct.Struct(">I")
-_LONG_FLAG = 0x80000000
+_LONG: Final = struct.Struct(">I")
+_LONG_FLAG: Final = 0x80000000
 
 Pair = tuple[bytes, bytes]
 
@@ -32,8 +34,8 @@ def encode_pairs(pairs: Iterable[Pair]) -> bytes:
     return b"".join(parts)
 
 
-_TRUNCATED_LENGTH = "name-value pair truncated inside a length (§3.4)"
-_PAST_THE_END = "name-value pair runs past the end of its stream (§3.4)"
+_TRUNCATED_LENGTH: Final = "name-value pair truncated inside a length (§3.4)"
+_PAST_THE_END: Final = "name-value pair runs past the end of its stream (§3.4)"
 
 
 def _pair_at(data: bytes, offset: int) -> tuple[int, int, int]:
@@ -66,13 +68,15 @@ def decode_pairs(data: bytes, *, max_pairs: int) -> list[Pair]:
     """
     # The hot loop of every request (nginx sends ~20 pairs): locals only, the count bounded by
     # the loop itself, and the usual pair -- both lengths under 128, so one byte each (§3.4)
-    # -- recognised with one test; _pair_at takes the others.
+    # -- recognised with one test; _pair_at takes the others. Written for the compiled build
+    # too: a plain counter and pairs.append (a bound-method alias or a range() loop variable
+    # would each cost a Python object per pair there).
     pairs: list[Pair] = []
-    append = pairs.append
     offset = 0
     end = len(data)
+    count = 0
     try:
-        for _ in range(max_pairs):
+        while count < max_pairs:
             if offset == end:
                 return pairs
             name_length = data[offset]
@@ -85,7 +89,8 @@ def decode_pairs(data: bytes, *, max_pairs: int) -> list[Pair]:
                 offset = value_start + value_length
                 if offset > end:
                     raise RemoteProtocolError(_PAST_THE_END)
-            append((data[name_start:value_start], data[value_start:offset]))
+            pairs.append((data[name_start:value_start], data[value_start:offset]))
+            count += 1
     except IndexError:
         raise RemoteProtocolError(_TRUNCATED_LENGTH) from None
     if offset < end:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Final
+
 import struct
 from dataclasses import dataclass
 
@@ -17,24 +19,24 @@ from .constants import (
 from .errors import LocalProtocolError, RemoteProtocolError
 
 #: §3.3: version, type, requestId (B1 B0), contentLength (B1 B0), paddingLength, reserved.
-HEADER = struct.Struct(">BBHHBx")
+HEADER: Final = struct.Struct(">BBHHBx")
 #: §3.3 recommends eight-byte boundaries: the padding for each content length modulo eight.
-_PADDINGS = tuple(bytes(length) for length in range(8))
+_PADDINGS: Final = tuple(bytes(length) for length in range(8))
 #: §5.1 FCGI_BeginRequestBody: role, flags, five reserved bytes.
-BEGIN_REQUEST_BODY = struct.Struct(">HB5x")
+BEGIN_REQUEST_BODY: Final = struct.Struct(">HB5x")
 #: §5.5 FCGI_EndRequestBody: appStatus, protocolStatus, three reserved bytes.
-END_REQUEST_BODY = struct.Struct(">IB3x")
-_MAX_APP_STATUS = 0xFFFFFFFF
+END_REQUEST_BODY: Final = struct.Struct(">IB3x")
+_MAX_APP_STATUS: Final = 0xFFFFFFFF
 #: §6.1's end of a response in one pack: the empty STDOUT record, then END_REQUEST and its
 #: body (eight bytes: no padding).
-_END_OF_RESPONSE = struct.Struct(">BBHHBx BBHHBx IB3x")
+_END_OF_RESPONSE: Final = struct.Struct(">BBHHBx BBHHBx IB3x")
 #: The same with the empty STDERR record that ends a STDERR stream that was used.
-_END_OF_RESPONSE_WITH_STDERR = struct.Struct(">BBHHBx BBHHBx BBHHBx IB3x")
+_END_OF_RESPONSE_WITH_STDERR: Final = struct.Struct(">BBHHBx BBHHBx BBHHBx IB3x")
 # Bound once for the per-response paths: looking up a method on a Struct costs about as much as
 # a small pack.
-_pack_header = HEADER.pack
-_pack_end_of_response = _END_OF_RESPONSE.pack
-_pack_end_of_response_with_stderr = _END_OF_RESPONSE_WITH_STDERR.pack
+_pack_header: Final = HEADER.pack
+_pack_end_of_response: Final = _END_OF_RESPONSE.pack
+_pack_end_of_response_with_stderr: Final = _END_OF_RESPONSE_WITH_STDERR.pack
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,8 @@ STDIN record at all, lighttpd only the empty one), a Filter gets DATA after STDI
 
 from __future__ import annotations
 
+from typing import Final
+
 from enum import Enum
 
 from .constants import RecordType, Role
@@ -35,8 +37,8 @@ class Action(Enum):
     ABORT = "abort"
 
 
-_RECEIVING = (InputState.PARAMS, InputState.STDIN, InputState.DATA, InputState.INPUT_DONE)
-_REQUEST_INPUT = (RecordType.PARAMS, RecordType.STDIN, RecordType.DATA)
+_RECEIVING: Final = (InputState.PARAMS, InputState.STDIN, InputState.DATA, InputState.INPUT_DONE)
+_REQUEST_INPUT: Final = (RecordType.PARAMS, RecordType.STDIN, RecordType.DATA)
 
 
 def _build_transitions() -> dict[tuple[Role, InputState, int], Action]:
@@ -56,7 +58,7 @@ def _build_transitions() -> dict[tuple[Role, InputState, int], Action]:
     return table
 
 
-TRANSITIONS = _build_transitions()
+TRANSITIONS: Final = _build_transitions()
 
 
 def _build_rows() -> dict[tuple[Role, InputState], dict[int, Action]]:
@@ -70,10 +72,10 @@ def _build_rows() -> dict[tuple[Role, InputState], dict[int, Action]]:
 
 #: TRANSITIONS by row: what a request in each (role, state) accepts, by record type number. A
 #: request keeps its row, so each record costs one int lookup instead of a three-part key.
-ACCEPTS = _build_rows()
+ACCEPTS: Final = _build_rows()
 
 #: The state after an input stream's empty record, per role (§6.2-§6.4).
-NEXT_STATE: dict[tuple[Role, int], InputState] = {
+NEXT_STATE: Final[dict[tuple[Role, int], InputState]] = {
     (Role.RESPONDER, RecordType.PARAMS): InputState.STDIN,
     (Role.RESPONDER, RecordType.STDIN): InputState.INPUT_DONE,
     (Role.AUTHORIZER, RecordType.PARAMS): InputState.INPUT_DONE,

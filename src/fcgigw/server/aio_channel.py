@@ -12,15 +12,15 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Awaitable
-from typing import Protocol
+from typing import Final, Protocol
 
 from ..adapters.channel import Params
 from ..protocol import RecordType, Role
 from .core import ConnectionCore, CoreRequest
 
-_STDIN = RecordType.STDIN
-_DATA = RecordType.DATA
-_monotonic = time.monotonic
+_STDIN: Final = RecordType.STDIN
+_DATA: Final = RecordType.DATA
+_monotonic: Final = time.monotonic
 
 
 class ChannelTransport(Protocol):

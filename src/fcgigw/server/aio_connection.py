@@ -10,14 +10,14 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from typing import Protocol as TypingProtocol
+from typing import Final, Protocol as TypingProtocol
 from typing import cast
 
 from .aio_channel import AsyncChannel
 from .connection_limit import Admission, peer_name
 from .core import ConnectionCore, CoreRequest, CoreSettings
 
-_monotonic = time.monotonic
+_monotonic: Final = time.monotonic
 
 
 class ConnectionHost(TypingProtocol):

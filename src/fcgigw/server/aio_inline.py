@@ -20,13 +20,13 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import Callable
-from typing import Any, Protocol, cast
+from typing import Any, Final, Protocol, cast
 
 from .listeners import ACCEPT_BATCH, accept_one
 from .thread_reader import RECV_BYTES
 
 #: While the socket is being handed to a transport, writes beyond this wait (drain).
-HANDOVER_BUFFER_BYTES = 64 * 1024
+HANDOVER_BUFFER_BYTES: Final = 64 * 1024
 
 _INLINE, _HANDING_OVER, _HANDED_OVER, _CLOSED = 0, 1, 2, 3
 

@@ -5,6 +5,8 @@ logged at most every REFUSAL_LOG_INTERVAL_SECONDS, so a flood cannot flood the l
 
 from __future__ import annotations
 
+from typing import Final
+
 import logging
 import socket
 import threading
@@ -15,7 +17,7 @@ from .peers import PeerAllowlist
 
 logger = logging.getLogger("fcgigw.server")
 
-REFUSAL_LOG_INTERVAL_SECONDS = 10.0
+REFUSAL_LOG_INTERVAL_SECONDS: Final = 10.0
 
 
 class ConnectionLimit:

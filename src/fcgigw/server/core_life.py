@@ -8,6 +8,8 @@ that owns it (core.ConnectionCore); the requests' own deadlines are core_request
 
 from __future__ import annotations
 
+from typing import Final
+
 import logging
 
 from .core_request import NEVER
@@ -16,11 +18,11 @@ logger = logging.getLogger("fcgigw.server")
 
 #: During a graceful stop, how long a just-accepted connection may take to send its request
 #: (closing it at once failed requests during reloads under load).
-FIRST_RECORD_WAIT_SECONDS = 1.0
+FIRST_RECORD_WAIT_SECONDS: Final = 1.0
 
-_HEADER = "header_timeout_seconds"
-_IDLE = "idle_timeout_seconds"
-_GRACEFUL_STOP = "graceful stop"
+_HEADER: Final = "header_timeout_seconds"
+_IDLE: Final = "idle_timeout_seconds"
+_GRACEFUL_STOP: Final = "graceful stop"
 
 
 class ConnectionLife:

@@ -3,7 +3,7 @@ progress, and when its END_REQUEST may go (§5.5; web-servers.md §2). No I/O he
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Final, Protocol
 
 from ..adapters.channel import ClientDisconnected, Params
 from ..protocol import OutputData, RecordType, RequestStarted, Role, ServerConnection
@@ -11,11 +11,11 @@ from ..protocol import OutputData, RecordType, RequestStarted, Role, ServerConne
 #: After the response, how long the web server's body may pause before END_REQUEST goes out
 #: without the rest of it. h2o 2.2 aborts if END_REQUEST comes while it still sends the body;
 #: nginx stops sending the body once answered (possibly mid-record) and waits for it.
-INPUT_QUIET_SECONDS = 0.3
+INPUT_QUIET_SECONDS: Final = 0.3
 
-NEVER = float("inf")
-_FILTER = Role.FILTER
-_STDERR = RecordType.STDERR
+NEVER: Final = float("inf")
+_FILTER: Final = Role.FILTER
+_STDERR: Final = RecordType.STDERR
 
 
 class RequestHandler(Protocol):

@@ -3,6 +3,8 @@ them, their input, aborts, their ends (held or not), the request deadlines. No I
 
 from __future__ import annotations
 
+from typing import Final
+
 from ..protocol import InputData, InputEnd, RequestStarted, Role, ServerConnection
 from .core_request import (
     INPUT_QUIET_SECONDS,
@@ -12,7 +14,7 @@ from .core_request import (
     RequestStarter,
 )
 
-_AUTHORIZER = Role.AUTHORIZER
+_AUTHORIZER: Final = Role.AUTHORIZER
 
 
 def _no_start(request: CoreRequest) -> RequestHandler:

@@ -8,17 +8,19 @@ when the app is waiting on I/O; a fast app is served by one thread, a slow one b
 
 from __future__ import annotations
 
+from typing import Final
+
 import threading
 import time
 from collections.abc import Sized
 
 #: How long every serving thread must have been busy before another thread may serve too.
-ADMIT_AFTER_SECONDS = 0.002
+ADMIT_AFTER_SECONDS: Final = 0.002
 #: How often the waiting poller looks when nobody is serving (an idle server stays quiet).
-IDLE_POLL_SECONDS = 0.05
+IDLE_POLL_SECONDS: Final = 0.05
 
-_get_ident = threading.get_ident
-_monotonic = time.monotonic
+_get_ident: Final = threading.get_ident
+_monotonic: Final = time.monotonic
 
 
 class LeaderAdmission:

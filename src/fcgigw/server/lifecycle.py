@@ -4,6 +4,8 @@ max_requests budget after which it stops to be replaced, and what a finished req
 
 from __future__ import annotations
 
+from typing import Final
+
 import logging
 import random
 from collections.abc import Callable
@@ -16,7 +18,7 @@ logger = logging.getLogger("fcgigw.server")
 #: How often each backend runs the connection cores' deadlines (ConnectionCore.tick): the
 #: precision of every timeout, which are whole seconds anyway (nginx checks its own every few
 #: hundred milliseconds), and of the quiet wait before a held END_REQUEST.
-TICK_SECONDS = 0.25
+TICK_SECONDS: Final = 0.25
 
 
 class RequestBudget:

@@ -15,7 +15,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Protocol
+from typing import Final, Protocol
 
 from .leadership import LeaderAdmission
 from .listeners import ACCEPT_BATCH, accept_one
@@ -25,9 +25,9 @@ logger = logging.getLogger("fcgigw.server")
 Work = Callable[[], None]
 
 
-_get_ident = threading.get_ident
-_monotonic = time.monotonic
-_DEFAULT_TIMEOUT = socket.getdefaulttimeout
+_get_ident: Final = threading.get_ident
+_monotonic: Final = time.monotonic
+_DEFAULT_TIMEOUT: Final = socket.getdefaulttimeout
 
 
 class Parkable(Protocol):

@@ -4,6 +4,8 @@ clean stop."""
 
 from __future__ import annotations
 
+from typing import Final
+
 import logging
 import signal
 import socket
@@ -28,7 +30,7 @@ from .thread_connection import ThreadedConnection
 logger = logging.getLogger("fcgigw.server")
 
 #: While stopping, how often to look whether the last connections have closed.
-SHUTDOWN_POLL_SECONDS = 0.01
+SHUTDOWN_POLL_SECONDS: Final = 0.01
 
 
 class Server:

@@ -4,7 +4,7 @@ The core decides when END_REQUEST goes; this only holds bytes."""
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Final, Protocol
 
 from ..adapters.channel import Params
 from ..protocol import RecordType, Role
@@ -12,8 +12,8 @@ from .buffers import SpillBuffer
 from .core import CoreRequest
 from .thread_turns import TurnConnection
 
-_STDIN = RecordType.STDIN
-_DATA = RecordType.DATA
+_STDIN: Final = RecordType.STDIN
+_DATA: Final = RecordType.DATA
 
 
 class ChannelReader(Protocol):

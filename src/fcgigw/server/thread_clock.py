@@ -8,6 +8,8 @@ WATCH_AFTER_SECONDS (records that come meanwhile, a multiplexed request or an AB
 
 from __future__ import annotations
 
+from typing import Final
+
 import logging
 import threading
 import time
@@ -22,7 +24,7 @@ from .thread_connection import ThreadedConnection
 logger = logging.getLogger("fcgigw.server")
 
 #: A request running inline this long has the pool watch its connection.
-WATCH_AFTER_SECONDS = 0.2
+WATCH_AFTER_SECONDS: Final = 0.2
 
 
 class ThreadClock:

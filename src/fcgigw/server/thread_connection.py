@@ -19,7 +19,7 @@ import socket
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Protocol
+from typing import Final, Protocol
 
 from .core import ConnectionCore, CoreRequest, CoreSettings
 from .thread_channel import ThreadChannel
@@ -27,7 +27,7 @@ from .thread_reader import ConnectionReader, recv_fitted
 from .thread_turns import Turns
 from .thread_writer import ConnectionWriter
 
-_monotonic = time.monotonic
+_monotonic: Final = time.monotonic
 
 
 class ConnectionHost(Protocol):

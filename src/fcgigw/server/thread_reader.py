@@ -9,6 +9,8 @@ their request's buffer or take the turn in their own time.
 
 from __future__ import annotations
 
+from typing import Final
+
 import select
 import socket
 import threading
@@ -20,10 +22,10 @@ from .thread_channel import ThreadChannel
 from .thread_turns import TurnConnection
 
 #: One read: a whole STDIN record of the biggest kind (lighttpd, h2o send 65535-byte records).
-RECV_BYTES = MAX_CONTENT_LENGTH + 1 + 8
+RECV_BYTES: Final = MAX_CONTENT_LENGTH + 1 + 8
 
-_monotonic = time.monotonic
-_receive_buffers = threading.local()
+_monotonic: Final = time.monotonic
+_receive_buffers: Final = threading.local()
 
 
 def recv_fitted(sock: socket.socket, flags: int = 0) -> bytes:

@@ -10,6 +10,8 @@ writer. While a body is still coming, a writer whose peer is not reading takes t
 
 from __future__ import annotations
 
+from typing import Final
+
 import select
 import socket
 import time
@@ -20,10 +22,10 @@ from .core import CoreRequest
 from .thread_turns import TurnConnection
 
 #: How long a writer whose peer reads nothing waits before it looks again for input to take.
-WRITE_POLL_SECONDS = 0.05
+WRITE_POLL_SECONDS: Final = 0.05
 
-_monotonic = time.monotonic
-_STDOUT = RecordType.STDOUT
+_monotonic: Final = time.monotonic
+_STDOUT: Final = RecordType.STDOUT
 _POLL_IN, _POLL_OUT = select.POLLIN, select.POLLOUT
 
 
