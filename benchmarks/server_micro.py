@@ -2,6 +2,7 @@
 
     python3 benchmarks/server_micro.py [--interface wsgi|asgi] [--keepalive] [--requests N]
                                        [--repeat N] [--threads N] [--loop L] [--src DIR]
+                                       [--floor] [--heap N] [--instructions] [--profile FILE]
 
 ``--requests`` Unix-socket clients connect to a real fcgigw server in its own process and
 each writes nginx's usual GET (protocol_micro.NGINX_PARAMS) before the server starts; the
@@ -15,7 +16,13 @@ moves with the server's code only, where req/s through nginx moves with the whol
 ``--floor`` serves with floor.py's stand-in instead, which parses nothing and calls no
 app: what any Python server spends on that loop or those sockets (fcgigw's share is the
 difference). ``--src DIR`` serves with the fcgigw package in DIR (another checkout's
-``src``) instead.
+``src``, or a ``pip install --target`` of its compiled build) instead.
+
+``--instructions`` counts the server's instructions per request under valgrind's callgrind
+instead of timing it (slow: ~100 ms per request). On a shared machine CPU time moves by
+20% from run to run; the count moves by 0.2%, so it is the yardstick for a change of a few
+percent. It leaves out the kernel's share (the system calls), which timing includes.
+``--profile FILE`` writes a cProfile of every server thread (use the pure build).
 """
 
 from __future__ import annotations
@@ -27,9 +34,9 @@ import cProfile
 import logging
 import os
 import pstats
+import re
 import resource
 import selectors
-import shlex
 import socket
 import statistics
 import subprocess
@@ -166,11 +173,10 @@ def _start_server(listener: socket.socket, args: argparse.Namespace) -> subproce
     env = dict(os.environ)
     if args.src:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [args.src, env.get("PYTHONPATH")]))
-    # FCGIGW_BENCH_WRAP: a command to run the server under, e.g. valgrind's callgrind, whose
-    # instruction counts do not move with the machine's load (see benchmarks/PROFILE.md).
-    wrapper = shlex.split(os.environ.get("FCGIGW_BENCH_WRAP", ""))
+    if args.wrapper:
+        env["PYTHONHASHSEED"] = "0"  # the same dict layouts run after run
     return subprocess.Popen(
-        [*wrapper, sys.executable, SELF, "--serve-fd", str(listener.fileno()), *options],
+        [*args.wrapper, sys.executable, SELF, "--serve-fd", str(listener.fileno()), *options],
         pass_fds=[listener.fileno()],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
@@ -269,11 +275,46 @@ def parse_args() -> argparse.Namespace:
         "--floor", action="store_true", help="serve with floor.py's stand-in, not fcgigw"
     )
     parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="count instructions per request under valgrind's callgrind instead of CPU time",
+    )
+    parser.add_argument(
         "--profile", metavar="FILE", help="cProfile the server (all its threads) into FILE"
     )
     parser.add_argument("--src", help="serve with the fcgigw package in this directory")
     parser.add_argument("--serve-fd", type=int, help=argparse.SUPPRESS)
-    return parser.parse_args()
+    args = parser.parse_args()
+    args.wrapper = []  # a command the server runs under (instructions_per_request)
+    return args
+
+
+def instructions_per_request(args: argparse.Namespace) -> tuple[float, str]:
+    """The server's user-space instructions per request, counted by valgrind's callgrind:
+    (the count for 2N requests - the count for N) / N, so start-up and shutdown cancel out.
+    Unlike CPU time it does not move with the machine's load (one in a thousand between
+    runs), so it shows a change of a few percent that timing on a shared machine cannot."""
+    measure = kept_connections if args.keepalive else new_connections
+    counts, loop = [], ""
+    with tempfile.TemporaryDirectory() as tmp:
+        log = os.path.join(tmp, "valgrind.log")
+        args.wrapper = [
+            "valgrind",
+            "--tool=callgrind",
+            "--cache-sim=no",
+            f"--callgrind-out-file={os.path.join(tmp, 'callgrind.out')}",
+            f"--log-file={log}",
+        ]
+        requests = args.requests
+        for n, args.requests in enumerate((requests, 2 * requests)):
+            _, loop = measure(os.path.join(tmp, f"s{n}"), args)
+            with open(log) as file:
+                found = re.search(r"I\s+refs:\s+([\d,]+)", file.read())
+            if found is None:
+                raise SystemExit(f"no instruction count in valgrind's log {log}")
+            counts.append(int(found.group(1).replace(",", "")))
+        args.requests = requests
+    return (counts[1] - counts[0]) / requests, loop
 
 
 def main() -> None:
@@ -281,6 +322,13 @@ def main() -> None:
     logging.getLogger("fcgigw").setLevel(logging.ERROR)
     if args.serve_fd is not None:
         serve(args.serve_fd, args)
+        return
+    if args.instructions:
+        count, loop = instructions_per_request(args)
+        backend = f"asgi on {loop}" if args.interface == "asgi" else "wsgi"
+        mode = "kept connections" if args.keepalive else "new connections"
+        source = f", fcgigw from {args.src}" if args.src else ""
+        print(f"{backend}, {mode}: {count / 1000:.1f}k instructions per request{source}")
         return
     results, loop = [], ""
     measure = kept_connections if args.keepalive else new_connections

@@ -255,7 +255,14 @@ class _Cycle:
         if self.writer.started:
             raise InvalidResponse("http.response.start sent twice")
         status = int(message["status"])
-        headers = [(bytes(name), bytes(value)) for name, value in message.get("headers", ())]
+        # bytes as they are; a bytearray or the like copied (bytes() is a call per item).
+        headers = [
+            (
+                name if type(name) is bytes else bytes(name),
+                value if type(value) is bytes else bytes(value),
+            )
+            for name, value in message.get("headers", ())
+        ]
         self.writer.start(_STATUS_LINES.get(status) or _status_line(status), headers)
 
     def _body(self, body: bytes, more: bool) -> bool:

@@ -4,13 +4,12 @@ Content-Length accounting, HEAD bodies, and when the headers go out.
 
 from __future__ import annotations
 
-from typing import Final
-
 import logging
 import re
 import traceback
 from collections.abc import Iterable
 from http import HTTPStatus
+from typing import Final
 
 from ..digits import is_ascii_digits
 from .channel import ClientDisconnected, RequestChannel
@@ -59,12 +58,23 @@ def _check_new_status(status: bytes) -> int:
 _line_break_or_nul: Final = re.compile(rb"[\r\n\x00]").search
 
 
+#: Header names that passed check_header: an app sends the same few, usually as constants
+#: (their hash is kept), so a set lookup replaces the scan. Bounded: names may be dynamic.
+_checked_names: Final[set[bytes]] = set()
+_CHECKED_NAMES_MAX: Final = 512
+
+
 def check_header(name: bytes, value: bytes) -> None:
     """Refuse header names that are not tokens and values with CR/LF/NUL (header injection)."""
-    # The usual name (letters, digits and dashes) passes the first test, a C-level scan;
-    # only others are checked character by character.
-    if not name.replace(b"-", b"").isalnum() and (not name or not _TOKEN_CHARS.issuperset(name)):
-        raise InvalidResponse(f"invalid header name {name!r}")
+    if name not in _checked_names:
+        # The usual name (letters, digits and dashes) passes the first test, a C-level scan;
+        # only others are checked character by character.
+        if not name.replace(b"-", b"").isalnum() and (
+            not name or not _TOKEN_CHARS.issuperset(name)
+        ):
+            raise InvalidResponse(f"invalid header name {name!r}")
+        if len(_checked_names) < _CHECKED_NAMES_MAX:
+            _checked_names.add(name)
     if _line_break_or_nul(value):
         raise InvalidResponse(f"header {name!r} value contains CR, LF or NUL")
 

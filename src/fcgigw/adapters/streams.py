@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, Final, IO
+from typing import IO, Any, Final
 
 from .channel import RequestChannel
 

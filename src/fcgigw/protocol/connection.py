@@ -10,9 +10,8 @@ FCGI_* numbers), routes by a table keyed by record type, and builds enum members
 
 from __future__ import annotations
 
-from typing import Final
-
 from collections.abc import Callable
+from typing import Final
 
 from .constants import (
     APPLICATION_TYPES,

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Final
-
 from enum import IntEnum
+from typing import Final
 
 #: §8: value of the version component of every record header.
 FCGI_VERSION_1: Final = 1

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Final
-
 import struct
 from collections.abc import Iterable
+from typing import Final
 
 from .constants import MAX_PAIR_LENGTH, MAX_SHORT_PAIR_LENGTH
 from .errors import LocalProtocolError, RemoteProtocolError

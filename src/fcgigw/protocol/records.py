@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Final
-
 import struct
 from dataclasses import dataclass
+from typing import Final
 
 from .constants import (
     FCGI_END_REQUEST,

@@ -6,9 +6,8 @@ STDIN record at all, lighttpd only the empty one), a Filter gets DATA after STDI
 
 from __future__ import annotations
 
-from typing import Final
-
 from enum import Enum
+from typing import Final
 
 from .constants import RecordType, Role
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from typing import Final, Protocol as TypingProtocol
-from typing import cast
+from typing import Final, cast
+from typing import Protocol as TypingProtocol
 
 from .aio_channel import AsyncChannel
 from .connection_limit import Admission, peer_name

@@ -5,12 +5,11 @@ logged at most every REFUSAL_LOG_INTERVAL_SECONDS, so a flood cannot flood the l
 
 from __future__ import annotations
 
-from typing import Final
-
 import logging
 import socket
 import threading
 import time
+from typing import Final
 
 from ..config import Config
 from .peers import PeerAllowlist

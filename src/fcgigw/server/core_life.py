@@ -8,9 +8,8 @@ that owns it (core.ConnectionCore); the requests' own deadlines are core_request
 
 from __future__ import annotations
 
-from typing import Final
-
 import logging
+from typing import Final
 
 from .core_request import NEVER
 

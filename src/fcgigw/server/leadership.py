@@ -8,11 +8,10 @@ when the app is waiting on I/O; a fast app is served by one thread, a slow one b
 
 from __future__ import annotations
 
-from typing import Final
-
 import threading
 import time
 from collections.abc import Sized
+from typing import Final
 
 #: How long every serving thread must have been busy before another thread may serve too.
 ADMIT_AFTER_SECONDS: Final = 0.002

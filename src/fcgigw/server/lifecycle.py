@@ -4,11 +4,10 @@ max_requests budget after which it stops to be replaced, and what a finished req
 
 from __future__ import annotations
 
-from typing import Final
-
 import logging
 import random
 from collections.abc import Callable
+from typing import Final
 
 from ..config import Config
 from .logs import Logged, log_access

@@ -4,8 +4,6 @@ clean stop."""
 
 from __future__ import annotations
 
-from typing import Final
-
 import logging
 import signal
 import socket
@@ -13,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 from types import FrameType
+from typing import Final
 
 from ..adapters.wsgi import WSGIApp, run_wsgi
 from ..config import Config

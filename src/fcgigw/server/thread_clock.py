@@ -8,12 +8,11 @@ WATCH_AFTER_SECONDS (records that come meanwhile, a multiplexed request or an AB
 
 from __future__ import annotations
 
-from typing import Final
-
 import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import Final
 
 from ..adapters.response import timed_out
 from .lifecycle import TICK_SECONDS

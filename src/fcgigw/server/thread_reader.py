@@ -9,12 +9,11 @@ their request's buffer or take the turn in their own time.
 
 from __future__ import annotations
 
-from typing import Final
-
 import select
 import socket
 import threading
 import time
+from typing import Final
 
 from ..protocol import RecordType
 from ..protocol.constants import MAX_CONTENT_LENGTH

@@ -10,11 +10,10 @@ writer. While a body is still coming, a writer whose peer is not reading takes t
 
 from __future__ import annotations
 
-from typing import Final
-
 import select
 import socket
 import time
+from typing import Final
 
 from ..adapters.channel import ClientDisconnected
 from ..protocol import RecordType
