@@ -476,3 +476,19 @@ def test_asgi_params_keep_the_last_of_a_repeated_param_and_leave_headers_out() -
     )
     assert by_name == {b"SCRIPT_NAME": b"/b", b"HTTPS": b"on"}
     assert headers == [(b"host", b"h")]
+
+
+def test_environ_follows_each_requests_own_names_whatever_came_before() -> None:
+    # The translator remembers the last request's names by position: a request whose names
+    # differ at some positions (another server, another location) must not inherit them.
+    first = wsgi_environ(nginx())
+    reordered = nginx()[1:] + nginx()[:1]  # every name moves, repeats keep their order
+    swapped = [
+        (b"HTTP_X_ONE", b"1") if name == b"HTTP_HOST" else (name, value) for name, value in nginx()
+    ]
+    assert wsgi_environ(reordered) == first
+    environ = wsgi_environ(swapped)
+    assert environ["HTTP_X_ONE"] == "1"
+    assert "HTTP_HOST" not in environ
+    assert wsgi_environ(nginx()) == first
+    assert wsgi_environ(nginx()[:3]).keys() <= first.keys()

@@ -122,29 +122,59 @@ def _under(path: str, prefix: str) -> bool:
     return path == prefix or path.startswith(prefix + "/")
 
 
-#: Param names decoded before, with what kind of name each is: the same twenty-odd names
-#: come with every request, and a dict lookup costs half a decode. Bounded: header names are
-#: the client's choice.
-_NAMES: Final[dict[bytes, tuple[str, int]]] = {}
+#: What the translators need of a param name, worked out once per name: the name itself
+#: (kept: its hash is computed once), as a str (the environ's key), its kind, and its ASGI
+#: header name (b"" unless a header that ASGI keeps).
+_Name = tuple[bytes, str, int, bytes]
+_PLAIN: Final = 0
+_HEADER: Final = 1
+_DROPPED: Final = 2
+#: Names seen before: the same twenty-odd come with every request. Bounded: header names
+#: are the client's choice.
+_NAMES: Final[dict[bytes, _Name]] = {}
 _NAMES_MAX: Final = 1024
-_PLAIN, _HEADER, _DROPPED = 0, 1, 2
+#: The last params' names by position: a web server sends the same names in the same order
+#: request after request, and comparing two names costs a tenth of hashing one (each
+#: request's names are new objects). Bounded like _NAMES; the threads share it, an entry is
+#: one tuple replaced whole, and it is only used when its name is equal.
+_LAST_NAMES: Final[list[_Name]] = []
 
 
-def _decoded_name(raw_name: bytes) -> tuple[str, int]:
+def _new_name(raw_name: bytes) -> _Name:
     name = raw_name.decode("latin-1")
     kind = _PLAIN
+    asgi_name = b""
     if name[:5] == "HTTP_":
         kind = _DROPPED if name in DROPPED_HEADERS else _HEADER
+        if kind == _HEADER:
+            asgi_name = header_name(raw_name)
+    known = (raw_name, name, kind, asgi_name)
     if len(_NAMES) < _NAMES_MAX:
-        _NAMES[raw_name] = (name, kind)
-    return name, kind
+        _NAMES[raw_name] = known
+    return known
+
+
+def _known_name(position: int, raw_name: bytes) -> _Name:
+    """The name at ``position`` in a request's params."""
+    last_names = _LAST_NAMES
+    if position < len(last_names):
+        known = last_names[position]
+        if known[0] == raw_name:
+            return known
+        known = _NAMES.get(raw_name) or _new_name(raw_name)
+        last_names[position] = known
+        return known
+    known = _NAMES.get(raw_name) or _new_name(raw_name)
+    if position < _NAMES_MAX:
+        last_names.append(known)
+    return known
 
 
 def wsgi_environ(params: Pairs, root_path: str = "") -> dict[str, Any]:
     """The CGI part of a PEP 3333 environ (latin-1 str values) plus ``wsgi.url_scheme``."""
     environ: dict[str, Any] = {}
-    for raw_name, raw_value in params:
-        name, kind = _NAMES.get(raw_name) or _decoded_name(raw_name)
+    for position, (raw_name, raw_value) in enumerate(params):
+        _, name, kind, _ = _known_name(position, raw_name)
         value = raw_value.decode("latin-1")
         if kind:
             if kind == _DROPPED:
@@ -215,17 +245,6 @@ def header_name(param_name: bytes) -> bytes:
     return param_name[5:].lower().replace(b"_", b"-")
 
 
-#: HTTP_ param name -> its ASGI header name, b"" when dropped (§6.3); bounded like _NAMES.
-_HEADER_NAMES: Final[dict[bytes, bytes]] = {}
-
-
-def _asgi_header_name(param_name: bytes) -> bytes:
-    name = b"" if param_name.decode("latin-1") in DROPPED_HEADERS else header_name(param_name)
-    if len(_HEADER_NAMES) < _NAMES_MAX:
-        _HEADER_NAMES[param_name] = name
-    return name
-
-
 def asgi_params(params: Pairs) -> tuple[dict[bytes, bytes], list[tuple[bytes, bytes]]]:
     """The params that are not headers, by name (the last of a repeat), and the request
     headers for ASGI: lower-case names, repeats kept as separate entries, the body headers
@@ -233,15 +252,13 @@ def asgi_params(params: Pairs) -> tuple[dict[bytes, bytes], list[tuple[bytes, by
     scope needs both, for every request."""
     by_name: dict[bytes, bytes] = {}
     headers: list[tuple[bytes, bytes]] = []
-    for name, value in params:
-        # The first byte before the slice: a slice is a new object, and most names are not
-        # headers (72 is "H").
-        if len(name) >= 5 and name[0] == 72 and name[:5] == b"HTTP_":
-            asgi_name = _HEADER_NAMES.get(name) or _asgi_header_name(name)
-            if asgi_name:
-                headers.append((asgi_name, value))
-        else:
+    for position, (raw_name, value) in enumerate(params):
+        # The remembered name object as the key: its hash is already known.
+        name, _, kind, asgi_name = _known_name(position, raw_name)
+        if kind == _PLAIN:
             by_name[name] = value
+        elif asgi_name:
+            headers.append((asgi_name, value))
     length_text = by_name.get(b"CONTENT_LENGTH")
     if length_text:
         length = content_length(length_text.decode("latin-1"))

@@ -158,10 +158,12 @@ def _respond(
                 raise ClientDisconnected
         return b""
     finally:
-        close = getattr(result, "close", None)
-        if close is not None:
-            # PEP 3333: close() is called however the iteration ended.
-            close()
+        # PEP 3333: close() is called however the iteration ended. A list has none (and a
+        # failed attribute lookup costs an exception).
+        if type(result) is not list:
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
 
 
 def _checked(chunk: object) -> bytes:
