@@ -17,8 +17,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Final, Protocol
 
-from .leadership import LeaderAdmission
 from .listeners import ACCEPT_BATCH, accept_one
+from .leadership import LeaderAdmission
 
 logger = logging.getLogger("fcgigw.server")
 
@@ -28,6 +28,7 @@ Work = Callable[[], None]
 _get_ident: Final = threading.get_ident
 _monotonic: Final = time.monotonic
 _DEFAULT_TIMEOUT: Final = socket.getdefaulttimeout
+_PARKED_EVENTS: Final = int(select.EPOLLIN | select.EPOLLONESHOT)  # read once, per request
 
 
 class Parkable(Protocol):
@@ -74,7 +75,7 @@ class _Poller:
     def park(self, connection: Parkable) -> None:
         fd = connection.sock.fileno()
         self._parked[fd] = connection
-        events = select.EPOLLIN | select.EPOLLONESHOT
+        events = _PARKED_EVENTS
         if fd in self._known:
             try:
                 self._epoll.modify(fd, events)  # the kernel kept it, disabled
