@@ -17,8 +17,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Final, Protocol
 
-from .listeners import ACCEPT_BATCH, accept_one
 from .leadership import LeaderAdmission
+from .listeners import ACCEPT_BATCH, accept_one
 
 logger = logging.getLogger("fcgigw.server")
 
