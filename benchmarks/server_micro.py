@@ -296,6 +296,9 @@ def instructions_per_request(args: argparse.Namespace) -> tuple[float, str]:
     runs), so it shows a change of a few percent that timing on a shared machine cannot."""
     measure = kept_connections if args.keepalive else new_connections
     counts, loop = [], ""
+    # One WSGI thread: idle threads wake on the clock to see whether they may serve, and
+    # under valgrind's slowness those wake-ups would add a few percent that vary run to run.
+    args.threads = 1
     with tempfile.TemporaryDirectory() as tmp:
         log = os.path.join(tmp, "valgrind.log")
         args.wrapper = [
@@ -325,7 +328,7 @@ def main() -> None:
         return
     if args.instructions:
         count, loop = instructions_per_request(args)
-        backend = f"asgi on {loop}" if args.interface == "asgi" else "wsgi"
+        backend = f"asgi on {loop}" if args.interface == "asgi" else "wsgi, 1 thread"
         mode = "kept connections" if args.keepalive else "new connections"
         source = f", fcgigw from {args.src}" if args.src else ""
         print(f"{backend}, {mode}: {count / 1000:.1f}k instructions per request{source}")

@@ -89,17 +89,44 @@ _CACHE_ENTRIES: Final = 1024
 _CACHED_VALUE_BYTES: Final = 1024
 _Paths = tuple[str, bytes | None, str]  # path, raw_path, root_path
 _Server = tuple[str, str, tuple[str, int] | None]  # http_version, scheme, server
-_paths_cache: Final[dict[tuple[bytes | None, bytes | None, bytes | None, str, bool], _Paths]] = {}
-_server_cache: Final[dict[tuple[bytes | None, ...], _Server]] = {}
-_methods: Final[dict[bytes, str]] = {}
 _ROLE_NAMES: Final = {role: role.name for role in Role}
 _FILTER: Final = Role.FILTER
 
 
-def _remember(cache: dict[Any, Any], key: Any, value: Any) -> None:
-    if len(cache) >= _CACHE_ENTRIES:
-        cache.clear()
-    cache[key] = value
+class _RecentValues:
+    """A bounded dict of values by key, the last one found checked first: its key's parts
+    are new bytes objects each request, and comparing them with the last key's costs less
+    than hashing them (the web server sends the same ones request after request)."""
+
+    __slots__ = ("_entries", "_last_key", "_last_value")
+
+    def __init__(self) -> None:
+        self._entries: dict[Any, Any] = {}
+        self._last_key: Any = None
+        self._last_value: Any = None
+
+    def get(self, key: Any) -> Any:
+        """The value for ``key``, or None."""
+        if key == self._last_key:
+            return self._last_value
+        value = self._entries.get(key)
+        if value is not None:
+            self._last_key = key
+            self._last_value = value
+        return value
+
+    def put(self, key: Any, value: Any) -> None:
+        entries = self._entries
+        if len(entries) >= _CACHE_ENTRIES:
+            entries.clear()
+        entries[key] = value
+        self._last_key = key
+        self._last_value = value
+
+
+_paths_cache: Final = _RecentValues()
+_server_cache: Final = _RecentValues()
+_methods: Final = _RecentValues()
 
 
 def _paths(
@@ -111,7 +138,7 @@ def _paths(
 ) -> _Paths:
     """path, raw_path and root_path (``request_uri`` without its query, see build_scope)."""
     key = (script_name, path_info, request_uri, root, mount_point)
-    paths = _paths_cache.get(key)
+    paths: _Paths | None = _paths_cache.get(key)
     if paths is None:
         script, info = split_script_path(
             _text(script_name), _text(path_info), root, mount_point=mount_point
@@ -120,7 +147,7 @@ def _paths(
         full_path = script + info
         paths = (asgi_path(full_path), raw_path(_text(request_uri), full_path), asgi_path(script))
         if len(full_path) + len(request_uri or b"") <= _CACHED_VALUE_BYTES:
-            _remember(_paths_cache, key, paths)
+            _paths_cache.put(key, paths)
     return paths
 
 
@@ -134,7 +161,7 @@ def _server(raw: dict[bytes, bytes]) -> _Server:
         raw.get(b"SERVER_NAME"),
         raw.get(b"SERVER_PORT"),
     )
-    server = _server_cache.get(key)
+    server: _Server | None = _server_cache.get(key)
     if server is None:
         protocol, https, scheme, address, name, port = map(_text, key)
         server = (
@@ -143,7 +170,7 @@ def _server(raw: dict[bytes, bytes]) -> _Server:
             server_pair(address, name, port),
         )
         if sum(len(value) for value in key if value) <= _CACHED_VALUE_BYTES:
-            _remember(_server_cache, key, server)
+            _server_cache.put(key, server)
     return server
 
 
@@ -154,11 +181,11 @@ def build_scope(
     params = channel.params
     raw, headers = asgi_params(params)  # only the dozen params the scope uses are decoded
     method = raw.get(b"REQUEST_METHOD", b"GET")
-    method_text = _methods.get(method)
+    method_text: str | None = _methods.get(method)
     if method_text is None:
         method_text = method.decode("latin-1").upper()
         if len(method) <= 32:
-            _remember(_methods, method, method_text)
+            _methods.put(method, method_text)
     request_uri = raw.get(b"REQUEST_URI")
     if request_uri:
         # raw_path looks at the part before "?": the query need not make a cache entry.

@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 from functools import partial
+from typing import Any
 
 from ..adapters.asgi import ASGIApp, run_asgi
 from ..adapters.lifespan import Lifespan
@@ -48,6 +49,11 @@ class AsyncServer:
         concurrent = config.max_connections * config.max_concurrent_requests_per_connection
         self.core_settings = CoreSettings.from_config(config, concurrent_requests=concurrent)
         self.request_body_memory_bytes = config.request_body_memory_bytes
+        # Read per request: plain attributes, not the Config's (a Python object's lookups).
+        self._root_path = config.root_path
+        self._max_body_bytes = config.max_request_body_bytes
+        #: The lifespan state each scope gets a copy of (set once the startup has run).
+        self._state: dict[str, Any] | None = None
         self.lifespan = Lifespan(app, config.lifespan)
         self.connections: set[FastCGIProtocol] = set()
         #: A graceful stop has begun (connections made from now on are stopped as they start).
@@ -75,14 +81,13 @@ class AsyncServer:
         self._tasks.add(task)
 
     async def _run(self, channel: AsyncChannel) -> None:
-        config = self.config
         try:
             await run_asgi(
                 self.app,
                 channel,
-                root_path=config.root_path,
-                state=self.lifespan.state if self.lifespan.supported else None,
-                max_body_bytes=config.max_request_body_bytes,
+                root_path=self._root_path,
+                state=self._state,
+                max_body_bytes=self._max_body_bytes,
             )
             self._request_end(channel.request)
         except asyncio.CancelledError:
@@ -132,6 +137,7 @@ class AsyncServer:
             loop.add_signal_handler(signal.SIGTERM, self.request_stop)
             loop.add_signal_handler(signal.SIGINT, self.request_stop, True)
         await self.lifespan.startup()
+        self._state = self.lifespan.state if self.lifespan.supported else None
         # Accepted here, not by loop.create_server: see aio_inline.
         make_protocol = partial(FastCGIProtocol, self)
         for sock in self.listeners:

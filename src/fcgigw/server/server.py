@@ -26,6 +26,8 @@ from .thread_channel import ThreadChannel
 from .thread_clock import ThreadClock
 from .thread_connection import ThreadedConnection
 
+_get_ident: Final = threading.get_ident
+
 logger = logging.getLogger("fcgigw.server")
 
 #: While stopping, how often to look whether the last connections have closed.
@@ -44,6 +46,9 @@ class Server:
     ) -> None:
         self.app = app
         self.config = config
+        # Read per request: plain attributes, not the Config's (a Python object's lookups).
+        self._root_path = config.root_path
+        self._max_body_bytes = config.max_request_body_bytes
         self.listeners = listeners if listeners is not None else open_listeners(config)
         self.admission = Admission(config)
         # §4.1 FCGI_MAX_REQS: the threads run the requests.
@@ -87,13 +92,12 @@ class Server:
         return connection.serve
 
     def run_request(self, channel: ThreadChannel) -> None:
-        config = self.config
-        channel.thread_ident = threading.get_ident()
+        channel.thread_ident = _get_ident()
         run_wsgi(
             self.app,
             channel,
-            root_path=config.root_path,
-            max_body_bytes=config.max_request_body_bytes,
+            root_path=self._root_path,
+            max_body_bytes=self._max_body_bytes,
         )
         self._request_end(channel.request)
 
