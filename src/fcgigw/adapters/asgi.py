@@ -96,23 +96,23 @@ _FILTER: Final = Role.FILTER
 class _RecentValues:
     """A bounded dict of values by key, the last one found checked first: its key's parts
     are new bytes objects each request, and comparing them with the last key's costs less
-    than hashing them (the web server sends the same ones request after request)."""
+    than hashing them (the web server sends the same ones request after request). The last
+    key and value are one tuple, replaced whole, so they always belong together."""
 
-    __slots__ = ("_entries", "_last_key", "_last_value")
+    __slots__ = ("_entries", "_last")
 
     def __init__(self) -> None:
         self._entries: dict[Any, Any] = {}
-        self._last_key: Any = None
-        self._last_value: Any = None
+        self._last: tuple[Any, Any] = (None, None)
 
     def get(self, key: Any) -> Any:
         """The value for ``key``, or None."""
-        if key == self._last_key:
-            return self._last_value
+        last = self._last
+        if key == last[0]:
+            return last[1]
         value = self._entries.get(key)
         if value is not None:
-            self._last_key = key
-            self._last_value = value
+            self._last = (key, value)
         return value
 
     def put(self, key: Any, value: Any) -> None:
@@ -120,8 +120,7 @@ class _RecentValues:
         if len(entries) >= _CACHE_ENTRIES:
             entries.clear()
         entries[key] = value
-        self._last_key = key
-        self._last_value = value
+        self._last = (key, value)
 
 
 _paths_cache: Final = _RecentValues()
