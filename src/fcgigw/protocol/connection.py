@@ -59,7 +59,9 @@ from .state import ACCEPTS, NEXT_STATE, Action, InputState
 
 # Enum members as module globals: on the per-record path ``InputState.PARAMS`` costs a lookup
 # through the enum's metaclass (some thousand instructions), a global next to nothing.
-_PARAMS, _INPUT, _ABORT = Action.PARAMS, Action.INPUT, Action.ABORT
+_PARAMS: Final = Action.PARAMS
+_INPUT: Final = Action.INPUT
+_ABORT: Final = Action.ABORT
 _AWAITING_PARAMS: Final = InputState.PARAMS
 _INPUT_DONE: Final = InputState.INPUT_DONE
 _ABORTED: Final = InputState.ABORTED

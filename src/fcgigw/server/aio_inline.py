@@ -28,7 +28,10 @@ from .thread_reader import RECV_BYTES
 #: While the socket is being handed to a transport, writes beyond this wait (drain).
 HANDOVER_BUFFER_BYTES: Final = 64 * 1024
 
-_INLINE, _HANDING_OVER, _HANDED_OVER, _CLOSED = 0, 1, 2, 3
+_INLINE: Final = 0
+_HANDING_OVER: Final = 1
+_HANDED_OVER: Final = 2
+_CLOSED: Final = 3
 
 
 class InlineProtocol(Protocol):

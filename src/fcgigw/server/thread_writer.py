@@ -25,7 +25,8 @@ WRITE_POLL_SECONDS: Final = 0.05
 
 _monotonic: Final = time.monotonic
 _STDOUT: Final = RecordType.STDOUT
-_POLL_IN, _POLL_OUT = select.POLLIN, select.POLLOUT
+_POLL_IN: Final = select.POLLIN
+_POLL_OUT: Final = select.POLLOUT
 
 
 class ConnectionWriter:
