@@ -20,7 +20,7 @@ difference). ``--src DIR`` serves with the fcgigw package in DIR (another checko
 
 ``--instructions`` counts the server's instructions per request under valgrind's callgrind
 instead of timing it (slow: ~100 ms per request). On a shared machine CPU time moves by
-20% from run to run; the count moves by 0.2%, so it is the yardstick for a change of a few
+20% from run to run; the count moves by 0.3%, so it is the yardstick for a change of a few
 percent. It leaves out the kernel's share (the system calls), which timing includes.
 ``--profile FILE`` writes a cProfile of every server thread (use the pure build).
 """
@@ -44,6 +44,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -289,16 +290,19 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-def instructions_per_request(args: argparse.Namespace) -> tuple[float, str]:
+Measure = Callable[[str, argparse.Namespace], tuple[float, str]]
+
+
+def instructions_per_request(measure: Measure, args: argparse.Namespace) -> tuple[float, str]:
     """The server's user-space instructions per request, counted by valgrind's callgrind:
     (the count for 2N requests - the count for N) / N, so start-up and shutdown cancel out.
-    Unlike CPU time it does not move with the machine's load (one in a thousand between
-    runs), so it shows a change of a few percent that timing on a shared machine cannot."""
-    measure = kept_connections if args.keepalive else new_connections
+    Unlike CPU time it does not move with the machine's load (0.3% between runs), so it
+    shows a change of a few percent that timing on a shared machine cannot."""
     counts, loop = [], ""
     # One WSGI thread: idle threads wake on the clock to see whether they may serve, and
     # under valgrind's slowness those wake-ups would add a few percent that vary run to run.
     args.threads = 1
+    requests = args.requests
     with tempfile.TemporaryDirectory() as tmp:
         log = os.path.join(tmp, "valgrind.log")
         args.wrapper = [
@@ -308,16 +312,25 @@ def instructions_per_request(args: argparse.Namespace) -> tuple[float, str]:
             f"--callgrind-out-file={os.path.join(tmp, 'callgrind.out')}",
             f"--log-file={log}",
         ]
-        requests = args.requests
-        for n, args.requests in enumerate((requests, 2 * requests)):
+        for n, count in enumerate((requests, 2 * requests)):
+            args.requests = count
             _, loop = measure(os.path.join(tmp, f"s{n}"), args)
             with open(log) as file:
                 found = re.search(r"I\s+refs:\s+([\d,]+)", file.read())
             if found is None:
                 raise SystemExit(f"no instruction count in valgrind's log {log}")
             counts.append(int(found.group(1).replace(",", "")))
-        args.requests = requests
+    args.requests = requests
     return (counts[1] - counts[0]) / requests, loop
+
+
+def _backend(args: argparse.Namespace, loop: str) -> str:
+    """What served, for the printed line."""
+    if args.floor:
+        return "floor (floor.py), " + ("asyncio on " + loop if loop else "one thread")
+    if args.interface == "asgi":
+        return f"asgi on {loop}"
+    return f"wsgi, {args.threads} thread" + ("s" if args.threads > 1 else "")
 
 
 def main() -> None:
@@ -326,28 +339,25 @@ def main() -> None:
     if args.serve_fd is not None:
         serve(args.serve_fd, args)
         return
+    measure: Measure = kept_connections if args.keepalive else new_connections
+    mode = "kept connections" if args.keepalive else "new connections"
+    source = f", fcgigw from {args.src}" if args.src else ""
+    source += f", {args.heap} objects on the heap" if args.heap else ""
     if args.instructions:
-        count, loop = instructions_per_request(args)
-        backend = f"asgi on {loop}" if args.interface == "asgi" else "wsgi, 1 thread"
-        mode = "kept connections" if args.keepalive else "new connections"
-        source = f", fcgigw from {args.src}" if args.src else ""
-        print(f"{backend}, {mode}: {count / 1000:.1f}k instructions per request{source}")
+        count, loop = instructions_per_request(measure, args)
+        print(
+            f"{_backend(args, loop)}, {mode}: {count / 1000:.1f}k instructions per request"
+            f" ({args.requests} and {2 * args.requests} requests{source})"
+        )
         return
     results, loop = [], ""
-    measure = kept_connections if args.keepalive else new_connections
     with tempfile.TemporaryDirectory() as tmp:
         for n in range(args.repeat):
             microseconds, loop = measure(os.path.join(tmp, f"s{n}"), args)
             results.append(microseconds)
             time.sleep(0.1)
-    mode = "kept connections" if args.keepalive else "new connections"
-    backend = f"asgi on {loop}" if args.interface == "asgi" else f"wsgi, {args.threads} threads"
-    source = f", fcgigw from {args.src}" if args.src else ""
-    source += f", {args.heap} objects on the heap" if args.heap else ""
-    if args.floor:
-        backend = "floor (floor.py), " + ("asyncio on " + loop if loop else "one thread")
     print(
-        f"{backend}, {mode}: server CPU µs per request: median "
+        f"{_backend(args, loop)}, {mode}: server CPU µs per request: median "
         f"{statistics.median(results):.1f}, best {min(results):.1f} "
         f"({args.repeat} x {args.requests}{source})"
     )
