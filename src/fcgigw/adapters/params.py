@@ -157,15 +157,15 @@ def _new_name(raw_name: bytes) -> _Name:
 def _known_name(position: int, raw_name: bytes) -> _Name:
     """The name at ``position`` in a request's params."""
     last_names = _LAST_NAMES
-    if position < len(last_names):
+    remembered = position < len(last_names)
+    if remembered:
         known = last_names[position]
         if known[0] == raw_name:
             return known
-        known = _NAMES.get(raw_name) or _new_name(raw_name)
-        last_names[position] = known
-        return known
     known = _NAMES.get(raw_name) or _new_name(raw_name)
-    if position < _NAMES_MAX:
+    if remembered:
+        last_names[position] = known
+    elif position < _NAMES_MAX:
         last_names.append(known)
     return known
 
