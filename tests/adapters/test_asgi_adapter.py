@@ -132,3 +132,49 @@ def test_an_app_error_after_a_disconnect_is_still_an_error(
     with caplog.at_level(logging.INFO, logger="fcgigw"):
         run(app, channel)
     assert errors(caplog) == ["request 1: application error"]
+
+
+def raw_app(headers: Any, body: bytes = b"hello") -> Any:
+    """A raw ASGI app answering with ``headers`` (called for each response: a generator is
+    made afresh)."""
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        given = headers() if callable(headers) else headers
+        await send({"type": "http.response.start", "status": 200, "headers": given})
+        await send({"type": "http.response.body", "body": body})
+
+    return app
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [(b"content-type", b"text/plain"), (b"content-length", b"5")],
+        [[b"content-type", b"text/plain"], [b"content-length", b"5"]],  # the spec's examples
+        lambda: ((n, v) for n, v in [(b"content-type", b"text/plain"), (b"content-length", b"5")]),
+        [(bytearray(b"content-type"), b"text/plain"), (b"content-length", memoryview(b"5"))],
+    ],
+    ids=["tuples", "lists", "generator", "bytearray-and-memoryview"],
+)
+def test_every_shape_of_headers_gives_the_same_response_each_time(headers: Any) -> None:
+    """Starts are remembered by what the app sent, when it can be: the second response of
+    each shape must be the first one again."""
+    for _ in range(3):
+        channel = run(raw_app(headers))
+        assert channel.response() == (
+            "200 OK",
+            {"content-type": "text/plain", "content-length": "5"},
+            b"hello",
+        )
+        assert channel.app_status == 0
+
+
+def test_a_remembered_start_is_still_checked_and_declares_its_length() -> None:
+    bad = [(b"x-bad", b"a\r\nx-injected: evil")]
+    for _ in range(2):
+        channel = run(raw_app(bad))
+        assert channel.response()[0] == "500 Internal Server Error"
+        assert b"x-injected" not in channel.stdout
+    good = [(b"content-length", b"10")]
+    assert run(raw_app(good, b"0123456789")).app_status == 0
+    assert run(raw_app(good, b"short")).app_status == 1  # still declares 10

@@ -368,3 +368,47 @@ def test_a_get_body_short_of_its_content_length_is_still_an_error(
         channel = run(app)
     assert channel.app_status == 1
     assert "response shorter than its Content-Length (5 of 12 bytes)" in caplog.text
+
+
+def test_a_start_seen_before_keeps_its_checks_and_its_content_length() -> None:
+    """Starts are remembered by their str status and headers: a bad one is refused each time,
+    and a good one declares its Content-Length again (a short body is still an error)."""
+    sent = {"body": b"0123456789"}
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        if environ["QUERY_STRING"] == "bad":
+            start_response("200 OK", [("X-Bad", "a\r\nX-Injected: evil")])
+        else:
+            start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "10")])
+        return [sent["body"]]
+
+    def query(text: bytes) -> MemoryChannel:
+        return MemoryChannel(tuple(p for p in BASE_PARAMS if p[0] != b"QUERY_STRING") + (
+            (b"QUERY_STRING", text),
+        ))
+
+    for _ in range(2):
+        assert run(app, query(b"bad")).response()[0] == "500 Internal Server Error"
+        first = run(app, query(b""))
+        assert first.response() == (
+            "200 OK",
+            {"Content-Type": "text/plain", "Content-Length": "10"},
+            b"0123456789",
+        )
+        assert first.app_status == 0
+    sent["body"] = b"short"
+    assert run(app, query(b"")).app_status == 1  # the remembered start still declares 10
+
+
+def test_many_different_starts_each_get_their_own_headers() -> None:
+    """More distinct starts than are remembered (a Content-Length per body size)."""
+    for size in range(600):
+        body = b"x" * size
+
+        def app(environ: dict[str, Any], start_response: Any, body: bytes = body) -> list[bytes]:
+            start_response("200 OK", [("Content-Length", str(len(body)))])
+            return [body]
+
+        channel = run(app)
+        assert channel.response() == ("200 OK", {"Content-Length": str(size)}, body)
+        assert channel.app_status == 0

@@ -31,9 +31,11 @@ from .response import (
     BODY_TOO_LARGE,
     InvalidResponse,
     ResponseWriter,
+    StartCache,
     bad_params,
     body_too_large,
     fail_request,
+    prepare_start,
     send_error,
 )
 from .streams import RequestBodyTooLarge
@@ -281,15 +283,21 @@ class _Cycle:
         if self.writer.started:
             raise InvalidResponse("http.response.start sent twice")
         status = int(message["status"])
-        # bytes as they are; a bytearray or the like copied (bytes() is a call per item).
-        headers = [
-            (
-                name if type(name) is bytes else bytes(name),
-                value if type(value) is bytes else bytes(value),
-            )
-            for name, value in message.get("headers", ())
-        ]
-        self.writer.start(_STATUS_LINES.get(status) or _status_line(status), headers)
+        raw_headers = tuple(message.get("headers", ()))
+        key = (status, raw_headers)
+        prepared = _starts.get(key)
+        if prepared is None:
+            # bytes as they are; a bytearray or the like copied (bytes() is a call per item).
+            headers = [
+                (
+                    name if type(name) is bytes else bytes(name),
+                    value if type(value) is bytes else bytes(value),
+                )
+                for name, value in raw_headers
+            ]
+            prepared = prepare_start(_STATUS_LINES.get(status) or _status_line(status), headers)
+            _starts.put(key, prepared)
+        self.writer.start_prepared(prepared)
 
     def _body(self, body: bytes, more: bool) -> bool:
         """Write the body bytes (the last ones with END_REQUEST); True if more will come."""
@@ -315,6 +323,10 @@ class _Cycle:
                 await self.channel.drain()
         self.response_done = True
         self.writer.finish(0)
+
+
+#: The starts of earlier responses, by status and headers as the app sent them.
+_starts: Final = StartCache()
 
 
 def _status_line(status: int) -> bytes:

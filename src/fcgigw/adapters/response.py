@@ -88,6 +88,55 @@ def header_block(status: bytes, headers: Iterable[tuple[bytes, bytes]]) -> bytes
     return b"\r\n".join(lines)
 
 
+#: What a response start becomes once checked: the status code, the Content-Length it
+#: declares (None: none) and the CGI header block.
+PreparedStart = tuple[int, "int | None", bytes]
+
+
+def prepare_start(status: bytes, headers: list[tuple[bytes, bytes]]) -> PreparedStart:
+    """Check a status line and headers (InvalidResponse if they could not be sent safely)."""
+    code = _checked_statuses.get(status) or _check_new_status(status)
+    declared: int | None = None
+    for name, value in headers:
+        check_header(name, value)
+        if len(name) == 14 and name.lower() == b"content-length":
+            declared = _parse_length(value)
+    return code, declared, header_block(status, headers)
+
+
+class StartCache:
+    """Response starts already prepared, by the status and headers exactly as the app gave
+    them: an app answers most requests with a few such pairs, often built from constants
+    (their hashes kept), and a lookup costs less than checking and joining them again. A key
+    is only ever stored after its start passed the checks; unhashable ones (lists, bytearrays)
+    are simply not remembered. Bounded: it starts afresh when full (dynamic values)."""
+
+    __slots__ = ("_prepared",)
+
+    #: Starts remembered before the cache starts afresh.
+    MAX_ENTRIES: Final = 256
+
+    def __init__(self) -> None:
+        self._prepared: dict[object, PreparedStart] = {}
+
+    def get(self, key: object) -> PreparedStart | None:
+        """The start prepared for ``key``; None if unknown or if ``key`` is unhashable."""
+        try:
+            return self._prepared.get(key)
+        except TypeError:
+            return None
+
+    def put(self, key: object, prepared: PreparedStart) -> None:
+        """Remember ``prepared`` for ``key`` (hashable: get() returned None without error)."""
+        prepared_starts = self._prepared
+        if len(prepared_starts) >= StartCache.MAX_ENTRIES:
+            prepared_starts.clear()
+        try:
+            prepared_starts[key] = prepared
+        except TypeError:
+            pass
+
+
 class ResponseWriter:
     """Sends one response on a channel; the headers go with the first body bytes (PEP 3333)."""
 
@@ -114,15 +163,13 @@ class ResponseWriter:
         """Validate and hold the header block until the first body bytes (or the end)."""
         if self.headers_sent:
             raise InvalidResponse("response headers were already sent")
-        code = _checked_statuses.get(status) or _check_new_status(status)
-        declared: int | None = None
-        for name, value in headers:
-            check_header(name, value)
-            if len(name) == 14 and name.lower() == b"content-length":
-                declared = _parse_length(value)
-        self.status_code = code
-        self._declared_length = declared
-        self._pending_headers = header_block(status, headers)
+        self.start_prepared(prepare_start(status, headers))
+
+    def start_prepared(self, prepared: PreparedStart) -> None:
+        """start() with a start prepare_start() has checked (perhaps for an earlier response)."""
+        if self.headers_sent:
+            raise InvalidResponse("response headers were already sent")
+        self.status_code, self._declared_length, self._pending_headers = prepared
 
     @property
     def started(self) -> bool:

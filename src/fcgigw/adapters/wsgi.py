@@ -19,10 +19,13 @@ from .response import (
     APP_STATUS_ERROR,
     BODY_TOO_LARGE,
     InvalidResponse,
+    PreparedStart,
     ResponseWriter,
+    StartCache,
     bad_params,
     body_too_large,
     fail_request,
+    prepare_start,
     send_error,
 )
 from .streams import ErrorStream, FileWrapper, InputStream, RequestBodyTooLarge
@@ -81,16 +84,31 @@ class _StartResponse:
                 exc_info = None
         elif self._writer.started:
             raise InvalidResponse("start_response called twice without exc_info")
-        try:
-            encoded = [(n.encode("latin-1"), v.encode("latin-1")) for n, v in headers]
-            if type(status) is not str:
-                raise TypeError
-        except (AttributeError, TypeError, UnicodeEncodeError, ValueError):
-            # Not str, not latin-1, or not pairs: say exactly what (the slow way).
-            encoded = [(_latin1(n), _latin1(v)) for n, v in headers]
-            _latin1(status)
-        self._writer.start(status.encode("latin-1"), encoded)
+        header_pairs = tuple(headers)
+        key = (status, header_pairs)
+        prepared = _starts.get(key)
+        if prepared is None:
+            prepared = _prepare(status, header_pairs)
+            _starts.put(key, prepared)
+        self._writer.start_prepared(prepared)
         return self._writer.write
+
+
+#: The starts of earlier responses, by status and headers as str (literals: hashes kept).
+_starts: Final = StartCache()
+
+
+def _prepare(status: str, headers: tuple[tuple[str, str], ...]) -> PreparedStart:
+    """Check and encode a start_response's status and headers (PEP 3333: latin-1 str)."""
+    try:
+        encoded = [(n.encode("latin-1"), v.encode("latin-1")) for n, v in headers]
+        if type(status) is not str:
+            raise TypeError
+    except (AttributeError, TypeError, UnicodeEncodeError, ValueError):
+        # Not str, not latin-1, or not pairs: say exactly what (the slow way).
+        encoded = [(_latin1(n), _latin1(v)) for n, v in headers]
+        _latin1(status)
+    return prepare_start(status.encode("latin-1"), encoded)
 
 
 def _latin1(text: str) -> bytes:
