@@ -383,9 +383,8 @@ def test_a_start_seen_before_keeps_its_checks_and_its_content_length() -> None:
         return [sent["body"]]
 
     def query(text: bytes) -> MemoryChannel:
-        return MemoryChannel(tuple(p for p in BASE_PARAMS if p[0] != b"QUERY_STRING") + (
-            (b"QUERY_STRING", text),
-        ))
+        others = [pair for pair in BASE_PARAMS if pair[0] != b"QUERY_STRING"]
+        return MemoryChannel((*others, (b"QUERY_STRING", text)))
 
     for _ in range(2):
         assert run(app, query(b"bad")).response()[0] == "500 Internal Server Error"

@@ -121,6 +121,34 @@ def test_workers_share_the_listener(supervised: RunningProcess) -> None:
     assert {pid for _, pid in results} == worker_pids(supervised)
 
 
+def test_a_request_on_a_connection_accepted_before_a_long_one_is_not_held_behind_it(
+    app_dir: Path,
+) -> None:
+    """A worker (one thread) accepts a connection whose request is still on its way, then
+    could accept the next, a long one: it must serve the first when it comes, not park it
+    and leave it waiting in this worker for as long as the long request runs."""
+    with run_fcgigw(
+        "--workers", "1", "--threads", "1", "versioned:app", env=environment(app_dir)
+    ) as server:
+        server.wait_for_log("serving (generation 0)")
+        finished: list[str] = []
+        with FastCGIClient(server.address, timeout=TIMEOUT) as first:
+            assert first.sock  # connected: in the backlog, its request not sent yet
+            time.sleep(0.2)  # the worker has accepted it
+
+            def long_request() -> None:
+                get(server, "/slow?3")
+                finished.append("long")
+
+            thread = threading.Thread(target=long_request)
+            thread.start()
+            time.sleep(0.2)  # the long request is in the backlog too
+            assert first.request(build_params("GET", "/")).status == 200
+            finished.append("first")
+            thread.join(TIMEOUT)
+        assert finished == ["first", "long"]
+
+
 def test_a_dead_worker_is_replaced(supervised: RunningProcess) -> None:
     victim = min(worker_pids(supervised))
     os.kill(victim, signal.SIGKILL)

@@ -54,8 +54,9 @@ class Server:
         # §4.1 FCGI_MAX_REQS: the threads run the requests.
         self.core_settings = CoreSettings.from_config(config, concurrent_requests=config.threads)
         self.request_body_memory_bytes = config.request_body_memory_bytes
+        self.shares_backlog = config.supervised
         self._dispatcher = Dispatcher(
-            self.listeners, self._accepted, config.threads, share_backlog=config.supervised
+            self.listeners, self._accepted, config.threads, share_backlog=self.shares_backlog
         )
         self._threads = WorkerThreads(self._dispatcher, config.threads)
         self._connections: set[ThreadedConnection] = set()

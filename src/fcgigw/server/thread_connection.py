@@ -23,11 +23,17 @@ from typing import Final, Protocol
 
 from .core import ConnectionCore, CoreRequest, CoreSettings
 from .thread_channel import ThreadChannel
-from .thread_reader import ConnectionReader, recv_fitted
+from .thread_reader import ConnectionReader, recv_fitted, wait_readable
 from .thread_turns import Turns
 from .thread_writer import ConnectionWriter
 
 _monotonic: Final = time.monotonic
+
+#: How long a worker that shares its listeners' backlog with other workers (under a
+#: supervisor) waits for the first bytes of a connection it has just accepted, before it
+#: parks it. A web server writes its request right after it connects, so they are there at
+#: once or within milliseconds; a silent peer is parked after this, costing no thread.
+FIRST_BYTES_WAIT_SECONDS: Final = 1.0
 
 
 class ConnectionHost(Protocol):
@@ -35,6 +41,8 @@ class ConnectionHost(Protocol):
 
     core_settings: CoreSettings
     request_body_memory_bytes: int
+    #: Other workers accept on the same listeners (a supervisor's).
+    shares_backlog: bool
 
     def run_request(self, channel: ThreadChannel) -> None: ...
 
@@ -109,10 +117,22 @@ class ThreadedConnection(Turns):
             elif (
                 self.reader.take_turn(self, wait=True)
                 and not self.reader.read_holding_turn(self, block=not idle)
+                and not self._first_bytes_coming()
                 and self._park()
             ):
                 return
         self.close()
+
+    def _first_bytes_coming(self) -> bool:
+        """Just accepted from a shared backlog and nothing has come yet: True if its first
+        bytes come within FIRST_BYTES_WAIT_SECONDS. Parked instead, the request on its way
+        would wait for this worker's threads, perhaps all busy in long requests, while other
+        workers are free (php-fpm's workers too read what they accept)."""
+        if not self.host.shares_backlog:
+            return False
+        with self.lock:
+            fresh = self.core.life.fresh and not self.closed
+        return fresh and wait_readable(self.sock, FIRST_BYTES_WAIT_SECONDS)
 
     def _run_inline(self, channel: ThreadChannel) -> None:
         # One float, written by the owner only: the clock may read a stale one (and watch a

@@ -118,4 +118,12 @@ def _wait_readable(connection: TurnConnection) -> bool:
         timeout = connection.core.held_deadline - _monotonic()
     if timeout == float("inf"):
         return True
-    return bool(select.select([connection.sock], [], [], max(timeout, 0.0))[0])
+    return wait_readable(connection.sock, timeout)
+
+
+def wait_readable(sock: socket.socket, seconds: float) -> bool:
+    """True if ``sock`` has input (or its peer's EOF) within ``seconds``. poll(), not
+    select(): a busy server's descriptors go past select's FD_SETSIZE (1024)."""
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+    return bool(poller.poll(max(seconds, 0.0) * 1000))
