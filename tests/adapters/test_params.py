@@ -492,3 +492,16 @@ def test_environ_follows_each_requests_own_names_whatever_came_before() -> None:
     assert "HTTP_HOST" not in environ
     assert wsgi_environ(nginx()) == first
     assert wsgi_environ(nginx()[:3]).keys() <= first.keys()
+
+
+def test_each_request_gets_its_own_values_where_the_last_one_had_others() -> None:
+    """Values are remembered by position from one request to the next (most repeat): a
+    changed one, a longer list, a shorter one and the first again all come out as sent."""
+    first = [(b"REQUEST_URI", b"/a"), (b"HTTP_HOST", b"one.test"), (b"QUERY_STRING", b"x=1")]
+    second = [(b"REQUEST_URI", b"/b"), (b"HTTP_HOST", b"one.test"), (b"QUERY_STRING", b"x=2")]
+    longer = [*second, (b"HTTP_X_EXTRA", b"\xe9")]
+    shorter = [(b"QUERY_STRING", b"/a")]  # another param's value, at another's position
+    for params in (first, second, longer, shorter, first, longer):
+        environ = wsgi_environ(params)
+        for name, value in params:
+            assert environ[name.decode()] == value.decode("latin-1")

@@ -170,12 +170,36 @@ def _known_name(position: int, raw_name: bytes) -> _Name:
     return known
 
 
+#: The last params' values by position, each with its str: most of them (the server's name,
+#: address and software, the document root, the client's Host and User-Agent...) come again
+#: with every request, and comparing two values costs less than decoding one into a new
+#: str. Bounded like _LAST_NAMES; an entry is one tuple replaced whole, used only when its
+#: value is equal (so threads that race on it cost a miss, never a wrong value).
+_LAST_VALUES: Final[list[tuple[bytes, str]]] = []
+
+
+def _decoded_value(position: int, raw_value: bytes) -> str:
+    """The param value at ``position`` as latin-1 str (PEP 3333)."""
+    last_values = _LAST_VALUES
+    if position < len(last_values):
+        known = last_values[position]
+        if known[0] == raw_value:
+            return known[1]
+        value = raw_value.decode("latin-1")
+        last_values[position] = (raw_value, value)
+        return value
+    value = raw_value.decode("latin-1")
+    if position < _NAMES_MAX:
+        last_values.append((raw_value, value))
+    return value
+
+
 def wsgi_environ(params: Pairs, root_path: str = "") -> dict[str, Any]:
     """The CGI part of a PEP 3333 environ (latin-1 str values) plus ``wsgi.url_scheme``."""
     environ: dict[str, Any] = {}
     for position, (raw_name, raw_value) in enumerate(params):
         _, name, kind, _ = _known_name(position, raw_name)
-        value = raw_value.decode("latin-1")
+        value = _decoded_value(position, raw_value)
         if kind:
             if kind == _DROPPED:
                 continue
