@@ -161,8 +161,6 @@ class ResponseWriter:
 
     def start(self, status: bytes, headers: list[tuple[bytes, bytes]]) -> None:
         """Validate and hold the header block until the first body bytes (or the end)."""
-        if self.headers_sent:
-            raise InvalidResponse("response headers were already sent")
         self.start_prepared(prepare_start(status, headers))
 
     def start_prepared(self, prepared: PreparedStart) -> None:
