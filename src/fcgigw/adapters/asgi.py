@@ -284,7 +284,7 @@ class _Cycle:
             raise InvalidResponse("http.response.start sent twice")
         status = int(message["status"])
         raw_headers = tuple(message.get("headers", ()))
-        key = (status, raw_headers)
+        key = (status, _as_tuples(raw_headers))
         prepared = _starts.get(key)
         if prepared is None:
             # bytes as they are; a bytearray or the like copied (bytes() is a call per item).
@@ -327,6 +327,15 @@ class _Cycle:
 
 #: The starts of earlier responses, by status and headers as the app sent them.
 _starts: Final = StartCache()
+
+
+def _as_tuples(headers: tuple[Any, ...]) -> tuple[Any, ...]:
+    """``headers`` with each pair a tuple: the spec's own examples send lists, which cannot
+    be a key (a failed lookup costs twice what checking the start again does)."""
+    for header in headers:
+        if type(header) is not tuple:
+            return tuple([pair if type(pair) is tuple else tuple(pair) for pair in headers])
+    return headers
 
 
 def _status_line(status: int) -> bytes:
