@@ -49,7 +49,6 @@ class AsyncChannel:
         "_transport",
         "_waiter",
         "app_call",
-        "ended",
         "request",
         "task",
     )
@@ -61,7 +60,6 @@ class AsyncChannel:
         self._queues: dict[RecordType, deque[bytes]] = {_STDIN: deque()}
         if request.role is Role.FILTER:
             self._queues[_DATA] = deque()
-        self.ended: set[RecordType] = set()
         self._waiter: asyncio.Future[None] | None = None
         #: Made by the first wait_disconnected() that has to wait (most requests never do).
         self._done: asyncio.Event | None = None
@@ -100,7 +98,7 @@ class AsyncChannel:
         self._wake()
 
     def end_input(self, stream: RecordType) -> None:
-        self.ended.add(stream)
+        """The core has recorded the stream's end (request.ended): wake a reader to see it."""
         self._wake()
 
     def abort(self) -> None:
@@ -134,13 +132,14 @@ class AsyncChannel:
     async def _receive(self, stream: RecordType) -> tuple[bytes, bool]:
         """The next bytes of ``stream`` and whether more follow."""
         chunks = self._queues[stream]
-        while not chunks and stream not in self.ended and not self.request.aborted:
+        request = self.request
+        while not chunks and stream not in request.ended and not request.aborted:
             self._waiter = asyncio.get_running_loop().create_future()
             await self._waiter
         if chunks:
             chunk = chunks.popleft()
             self._transport.input_consumed(len(chunk))
-            return chunk, bool(chunks) or stream not in self.ended
+            return chunk, bool(chunks) or stream not in request.ended
         return b"", False
 
     async def drain(self) -> None:

@@ -44,7 +44,6 @@ class ThreadChannel:
         "_connection",
         "_reader",
         "_writer",
-        "ended",
         "inputs",
         "params",
         "request",
@@ -73,7 +72,6 @@ class ThreadChannel:
         self.inputs = {_STDIN: SpillBuffer(memory_limit_bytes)}
         if request.role is Role.FILTER:
             self.inputs[_DATA] = SpillBuffer(memory_limit_bytes)
-        self.ended: set[RecordType] = set()
         #: The thread running the app for it, once one does (for the slow log).
         self.thread_ident = 0
 
@@ -87,7 +85,8 @@ class ThreadChannel:
         self.inputs[stream].append(data)
 
     def end_input(self, stream: RecordType) -> None:
-        self.ended.add(stream)
+        """Nothing to do here: the core has recorded it (request.ended), and whoever fed the
+        core wakes the readers."""
 
     def abort(self) -> None:
         """Nothing to do here: whoever fed the core wakes the readers (request.aborted)."""

@@ -98,7 +98,7 @@ class ConnectionReader:
                 while True:
                     if len(buffer):
                         return buffer.read(size)
-                    if stream in channel.ended or channel.request.aborted:
+                    if stream in channel.request.ended or channel.request.aborted:
                         return b""
                     if not self.reading:
                         self.reading = True
