@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from memory_channels import BASE_PARAMS, MemoryChannel
 
+from fcgigw.adapters.params import WSGI_OWN_KEYS
 from fcgigw.adapters.wsgi import run_wsgi
 from fcgigw.protocol import Role
 
@@ -411,3 +412,27 @@ def test_many_different_starts_each_get_their_own_headers() -> None:
         channel = run(app)
         assert channel.response() == ("200 OK", {"Content-Length": str(size)}, body)
         assert channel.app_status == 0
+
+
+def test_a_param_named_like_a_key_fcgigw_sets_cannot_stand_for_it() -> None:
+    """A misconfigured web server sending ``wsgi.version`` or ``FCGI_ROLE`` as params: the
+    app still gets fcgigw's own values; another ``wsgi.*`` name is an ordinary param."""
+    seen: dict[str, Any] = {}
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        seen.update(environ)
+        start_response("200 OK", [])
+        return [b"ok"]
+
+    evil = tuple((key.encode(), b"evil") for key in WSGI_OWN_KEYS)
+    run(app, MemoryChannel((*BASE_PARAMS, *evil, (b"wsgi.custom", b"kept"))))
+    assert seen["wsgi.version"] == (1, 0)
+    assert seen["wsgi.url_scheme"] == "http"
+    assert seen["wsgi.run_once"] is False
+    assert seen["FCGI_ROLE"] == "RESPONDER"
+    assert seen["wsgi.input"].read() == b""
+    assert seen["wsgi.custom"] == "kept"
+    assert all(value != "evil" for value in seen.values())
+    # Every key fcgigw sets itself is one of them (a new one must be added there).
+    own = {key for key in seen if key.startswith(("wsgi.", "fcgi.")) or key == "FCGI_ROLE"}
+    assert own - {"wsgi.custom"} <= WSGI_OWN_KEYS

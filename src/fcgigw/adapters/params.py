@@ -16,6 +16,24 @@ Pairs = Sequence[tuple[bytes, bytes]]
 # §6.3: CGI forbids these as HTTP_ variables (they duplicate CONTENT_TYPE/CONTENT_LENGTH), and
 # HTTP_PROXY is httpoxy: a client header that libraries would take for the proxy setting.
 DROPPED_HEADERS: Final = frozenset({"HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH", "HTTP_PROXY"})
+#: The environ keys the WSGI adapter sets itself: a param of the same name (a web server
+#: misconfigured) is dropped, so that it can never stand for them.
+WSGI_OWN_KEYS: Final = frozenset(
+    {
+        "wsgi.version",
+        "wsgi.multithread",
+        "wsgi.multiprocess",
+        "wsgi.run_once",
+        "wsgi.input_terminated",
+        "wsgi.file_wrapper",
+        "wsgi.url_scheme",
+        "wsgi.input",
+        "wsgi.errors",
+        "fcgi.params",
+        "fcgi.data",
+        "FCGI_ROLE",
+    }
+)
 _HTTPS_ON: Final = frozenset({"on", "1", "yes"})
 
 
@@ -144,7 +162,9 @@ def _new_name(raw_name: bytes) -> _Name:
     name = raw_name.decode("latin-1")
     kind = _PLAIN
     asgi_name = b""
-    if name[:5] == "HTTP_":
+    if name in WSGI_OWN_KEYS:
+        kind = _DROPPED
+    elif name[:5] == "HTTP_":
         kind = _DROPPED if name in DROPPED_HEADERS else _HEADER
         if kind == _HEADER:
             asgi_name = header_name(raw_name)
@@ -194,9 +214,13 @@ def _decoded_value(position: int, raw_value: bytes) -> str:
     return value
 
 
-def wsgi_environ(params: Pairs, root_path: str = "") -> dict[str, Any]:
-    """The CGI part of a PEP 3333 environ (latin-1 str values) plus ``wsgi.url_scheme``."""
-    environ: dict[str, Any] = {}
+def wsgi_environ(
+    params: Pairs, root_path: str = "", base: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The CGI part of a PEP 3333 environ (latin-1 str values) plus ``wsgi.url_scheme``,
+    added to a copy of ``base`` (the adapter's constants: copying them first costs less than
+    adding them after, which resizes the dict once more)."""
+    environ: dict[str, Any] = base.copy() if base is not None else {}
     for position, (raw_name, raw_value) in enumerate(params):
         _, name, kind, _ = _known_name(position, raw_name)
         value = _decoded_value(position, raw_value)

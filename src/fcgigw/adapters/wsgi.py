@@ -51,8 +51,7 @@ _ROLE_NAMES: Final = {role: role.name for role in Role}
 
 def build_environ(channel: RequestChannel, root_path: str) -> dict[str, Any]:
     """The full PEP 3333 environ for this request."""
-    environ = wsgi_environ(channel.params, root_path)
-    environ.update(_WSGI_CONSTANTS)
+    environ = wsgi_environ(channel.params, root_path, _WSGI_CONSTANTS)
     environ["wsgi.input"] = InputStream(channel.read_input)
     environ["wsgi.errors"] = ErrorStream(channel)
     environ["fcgi.params"] = channel.params
