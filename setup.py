@@ -53,6 +53,7 @@ COMPILED_MODULES = [
         "server/aio_inline",
         # the adapters (not adapters/channel: mypyc cannot subclass OSError)
         "adapters/params",
+        "adapters/recent",
         "adapters/response",
         "adapters/streams",
         "adapters/wsgi",

@@ -26,12 +26,14 @@ from .params import (
     split_script_path,
     url_scheme,
 )
+from .recent import RecentValues
 from .response import (
     APP_STATUS_ERROR,
     BODY_TOO_LARGE,
+    PREPARED_STARTS_MAX,
     InvalidResponse,
+    PreparedStart,
     ResponseWriter,
-    StartCache,
     bad_params,
     body_too_large,
     fail_request,
@@ -95,39 +97,9 @@ _ROLE_NAMES: Final = {role: role.name for role in Role}
 _FILTER: Final = Role.FILTER
 
 
-class _RecentValues:
-    """A bounded dict of values by key, the last one found checked first: its key's parts
-    are new bytes objects each request, and comparing them with the last key's costs less
-    than hashing them (the web server sends the same ones request after request). The last
-    key and value are one tuple, replaced whole, so they always belong together."""
-
-    __slots__ = ("_entries", "_last")
-
-    def __init__(self) -> None:
-        self._entries: dict[Any, Any] = {}
-        self._last: tuple[Any, Any] = (None, None)
-
-    def get(self, key: Any) -> Any:
-        """The value for ``key``, or None."""
-        last = self._last
-        if key == last[0]:
-            return last[1]
-        value = self._entries.get(key)
-        if value is not None:
-            self._last = (key, value)
-        return value
-
-    def put(self, key: Any, value: Any) -> None:
-        entries = self._entries
-        if len(entries) >= _CACHE_ENTRIES:
-            entries.clear()
-        entries[key] = value
-        self._last = (key, value)
-
-
-_paths_cache: Final = _RecentValues()
-_server_cache: Final = _RecentValues()
-_methods: Final = _RecentValues()
+_paths_cache: Final[RecentValues[_Paths]] = RecentValues(_CACHE_ENTRIES)
+_server_cache: Final[RecentValues[_Server]] = RecentValues(_CACHE_ENTRIES)
+_methods: Final[RecentValues[str]] = RecentValues(_CACHE_ENTRIES)
 
 
 def _paths(
@@ -139,7 +111,7 @@ def _paths(
 ) -> _Paths:
     """path, raw_path and root_path (``request_uri`` without its query, see build_scope)."""
     key = (script_name, path_info, request_uri, root, mount_point)
-    paths: _Paths | None = _paths_cache.get(key)
+    paths = _paths_cache.get(key)
     if paths is None:
         script, info = split_script_path(
             _text(script_name), _text(path_info), root, mount_point=mount_point
@@ -162,7 +134,7 @@ def _server(raw: dict[bytes, bytes]) -> _Server:
         raw.get(b"SERVER_NAME"),
         raw.get(b"SERVER_PORT"),
     )
-    server: _Server | None = _server_cache.get(key)
+    server = _server_cache.get(key)
     if server is None:
         protocol, https, scheme, address, name, port = map(_text, key)
         server = (
@@ -182,7 +154,7 @@ def build_scope(
     params = channel.params
     raw, headers = asgi_params(params)  # only the dozen params the scope uses are decoded
     method = raw.get(b"REQUEST_METHOD", b"GET")
-    method_text: str | None = _methods.get(method)
+    method_text = _methods.get(method)
     if method_text is None:
         method_text = method.decode("latin-1").upper()
         if len(method) <= 32:
@@ -326,7 +298,7 @@ class _Cycle:
 
 
 #: The starts of earlier responses, by status and headers as the app sent them.
-_starts: Final = StartCache()
+_starts: Final[RecentValues[PreparedStart]] = RecentValues(PREPARED_STARTS_MAX)
 
 
 def _as_tuples(headers: tuple[Any, ...]) -> tuple[Any, ...]:

@@ -104,37 +104,8 @@ def prepare_start(status: bytes, headers: list[tuple[bytes, bytes]]) -> Prepared
     return code, declared, header_block(status, headers)
 
 
-class StartCache:
-    """Response starts already prepared, by the status and headers exactly as the app gave
-    them: an app answers most requests with a few such pairs, often built from constants
-    (their hashes kept), and a lookup costs less than checking and joining them again. A key
-    is only ever stored after its start passed the checks; unhashable ones (lists, bytearrays)
-    are simply not remembered. Bounded: it starts afresh when full (dynamic values)."""
-
-    __slots__ = ("_prepared",)
-
-    #: Starts remembered before the cache starts afresh.
-    MAX_ENTRIES: Final = 256
-
-    def __init__(self) -> None:
-        self._prepared: dict[object, PreparedStart] = {}
-
-    def get(self, key: object) -> PreparedStart | None:
-        """The start prepared for ``key``; None if unknown or if ``key`` is unhashable."""
-        try:
-            return self._prepared.get(key)
-        except TypeError:
-            return None
-
-    def put(self, key: object, prepared: PreparedStart) -> None:
-        """Remember ``prepared`` for ``key`` (hashable: get() returned None without error)."""
-        prepared_starts = self._prepared
-        if len(prepared_starts) >= StartCache.MAX_ENTRIES:
-            prepared_starts.clear()
-        try:
-            prepared_starts[key] = prepared
-        except TypeError:
-            pass
+#: Response starts each adapter remembers (response starts repeat; see recent.RecentValues).
+PREPARED_STARTS_MAX: Final = 256
 
 
 class ResponseWriter:

@@ -15,13 +15,14 @@ from typing import Any, Final
 from ..protocol import Role
 from .channel import ClientDisconnected, RequestChannel
 from .params import wsgi_environ
+from .recent import RecentValues
 from .response import (
     APP_STATUS_ERROR,
     BODY_TOO_LARGE,
+    PREPARED_STARTS_MAX,
     InvalidResponse,
     PreparedStart,
     ResponseWriter,
-    StartCache,
     bad_params,
     body_too_large,
     fail_request,
@@ -94,7 +95,7 @@ class _StartResponse:
 
 
 #: The starts of earlier responses, by status and headers as str (literals: hashes kept).
-_starts: Final = StartCache()
+_starts: Final[RecentValues[PreparedStart]] = RecentValues(PREPARED_STARTS_MAX)
 
 
 def _prepare(status: str, headers: tuple[tuple[str, str], ...]) -> PreparedStart:
