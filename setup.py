@@ -33,6 +33,7 @@ COMPILED_MODULES = [
         "server/core_request",
         "server/core_requests",
         "server/connection_limit",
+        "server/accept",
         "server/lifecycle",
         "server/buffers",
         "server/logs",

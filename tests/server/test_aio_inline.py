@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import os
 import socket
 import threading
 import time
@@ -184,3 +185,30 @@ def test_an_abort_reaches_an_app_that_was_answering_inline(served: Served) -> No
             events.append(client.next_event())  # a timeout here: the abort was not seen
     assert served.handovers == 1
     assert not [e for e in events if isinstance(e, OutputData) and e.data]  # aborted: no body
+
+
+def test_connections_leave_no_file_descriptor_whether_handed_over_or_not(
+    served: Served,
+) -> None:
+    """A connection is accepted as a bare socket and becomes a socket.socket only when a
+    transport takes it: each way, closing it closes its fd exactly once."""
+
+    def open_fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    def each_way() -> None:
+        assert get(served, "/") == b"Hello, world!"  # inline
+        assert get(served, "/sleep") == b"Hello, world!"  # handed over
+        with FastCGIClient(served.address, timeout=10) as client:  # handed over, kept
+            response = client.request(build_params("GET", "/"), keep_connection=True)
+            assert response.body == b"Hello, world!"
+
+    each_way()  # what the event loop makes once for its first transports
+    before = open_fds()
+    for _ in range(10):
+        each_way()
+    deadline = time.monotonic() + 5
+    while open_fds() > before and time.monotonic() < deadline:
+        time.sleep(0.05)  # the server closes its side once it has read the client's close
+    assert open_fds() == before
+    assert served.handovers == 22

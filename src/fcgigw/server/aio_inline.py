@@ -22,8 +22,10 @@ import socket
 from collections.abc import Callable
 from typing import Any, Final, Protocol, cast
 
-from .listeners import ACCEPT_BATCH, accept_one
+from .accept import ACCEPT_BATCH, ConnectionSocket, accept_one, as_socket
 from .thread_reader import RECV_BYTES
+
+_DONTWAIT: Final = int(socket.MSG_DONTWAIT)
 
 #: While the socket is being handed to a transport, writes beyond this wait (drain).
 HANDOVER_BUFFER_BYTES: Final = 64 * 1024
@@ -69,7 +71,7 @@ class InlineTransport:
     )
 
     def __init__(
-        self, loop: asyncio.AbstractEventLoop, sock: socket.socket, protocol: InlineProtocol
+        self, loop: asyncio.AbstractEventLoop, sock: ConnectionSocket, protocol: InlineProtocol
     ) -> None:
         self._loop = loop
         self._sock = sock
@@ -88,7 +90,7 @@ class InlineTransport:
         if self._state != _INLINE:
             return  # refused at admission, or stopped as it started
         try:
-            data = self._sock.recv(RECV_BYTES)
+            data = self._sock.recv(RECV_BYTES, _DONTWAIT)
         except (BlockingIOError, InterruptedError):
             self._hand_over()  # the web server has not written yet
             return
@@ -127,7 +129,7 @@ class InlineTransport:
         if state != _INLINE or not data:
             return
         try:
-            sent = self._sock.send(data)
+            sent = self._sock.send(data, _DONTWAIT)
         except (BlockingIOError, InterruptedError):
             sent = 0
         except OSError as error:
@@ -185,7 +187,9 @@ class InlineTransport:
         # The same protocol object: its connection_made sees it was made already.
         same_protocol = cast(Callable[[], asyncio.Protocol], lambda: self._protocol)
         try:
-            transport, _ = await self._loop.connect_accepted_socket(same_protocol, self._sock)
+            # The transport owns a socket.socket, and makes it non-blocking itself.
+            self._sock = sock = as_socket(self._sock)
+            transport, _ = await self._loop.connect_accepted_socket(same_protocol, sock)
         except Exception as error:  # the fd is gone, or the loop is closing
             self._state = _INLINE
             self._close_socket(error)
@@ -232,6 +236,6 @@ def accept_connections(
         accepted = accept_one(listener, family, kind)
         if accepted is None:
             return
-        sock = accepted[0]
-        sock.setblocking(False)
-        InlineTransport(loop, sock, make_protocol(family)).start()
+        # The socket stays blocking: the InlineTransport's calls do not wait (MSG_DONTWAIT),
+        # and a transport makes it non-blocking itself, so no system call for that here.
+        InlineTransport(loop, accepted[0], make_protocol(family)).start()

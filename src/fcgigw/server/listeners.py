@@ -31,34 +31,6 @@ SD_LISTEN_FDS_START = 3
 SYSTEMD_VARIABLES = ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES")
 
 
-#: Connections taken per accept readiness at most: nginx opens many at once without
-#: keepalive. A threaded worker under a supervisor takes no more than it has threads free to
-#: serve them: a connection it cannot serve soon is better left in the backlog for another.
-ACCEPT_BATCH = 16
-
-
-def accept_one(
-    listener: socket.socket, family: int, kind: int
-) -> tuple[socket.socket, object] | None:
-    """A connection waiting on the non-blocking ``listener`` and its peer address; None when
-    none is left (or another process took it) or accept failed (logged). Both backends
-    accept through it. ``family`` and ``kind`` are the listener's as plain ints:
-    socket.accept() turns them into enums three times per connection (a microsecond each),
-    the raw accept does not. A TCP socket gets TCP_NODELAY: responses are written whole,
-    and Nagle must not hold the last segment back."""
-    try:
-        fd, address = listener._accept()  # type: ignore[attr-defined]
-    except (BlockingIOError, InterruptedError):
-        return None
-    except OSError as error:
-        logger.error("accept failed on %s: %s", listener.getsockname(), error)
-        return None
-    sock = socket.socket(family, kind, 0, fd)
-    if family != socket.AF_UNIX:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return sock, address
-
-
 class BindError(Exception):
     """An address could not be listened on; the message is one line for the operator."""
 

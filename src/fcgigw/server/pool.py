@@ -17,8 +17,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Final, Protocol
 
+from .accept import ACCEPT_BATCH, ConnectionSocket, accept_one
 from .leadership import LeaderAdmission
-from .listeners import ACCEPT_BATCH, accept_one
 
 logger = logging.getLogger("fcgigw.server")
 
@@ -34,7 +34,7 @@ _PARKED_EVENTS: Final = int(select.EPOLLIN | select.EPOLLONESHOT)  # read once, 
 class Parkable(Protocol):
     """A connection the poller watches until it is readable once."""
 
-    sock: socket.socket
+    sock: ConnectionSocket
 
     def readable(self) -> None: ...
 
@@ -42,7 +42,7 @@ class Parkable(Protocol):
 #: Called in the accepting thread for each new connection; returns the work that serves it
 #: (None: refused). It runs before stop_accepting() can return, so once that has returned
 #: the server knows every connection it will ever have.
-OnAccept = Callable[[socket.socket, int, object], Work | None]
+OnAccept = Callable[[ConnectionSocket, int, object], Work | None]
 
 
 class _Poller:

@@ -15,6 +15,7 @@ from typing import Final
 
 from ..adapters.wsgi import WSGIApp, run_wsgi
 from ..config import Config
+from .accept import ConnectionSocket
 from .connection_limit import Admission, peer_name
 from .core import CoreSettings
 from .lifecycle import RequestEnd
@@ -79,7 +80,7 @@ class Server:
 
     # -- what connections call (thread_connection.ConnectionHost) ------------------------------
 
-    def _accepted(self, sock: socket.socket, family: int, address: object) -> Work | None:
+    def _accepted(self, sock: ConnectionSocket, family: int, address: object) -> Work | None:
         """In the accepting thread: the connection counts from now (a stop waits for it,
         even before a thread serves it); the returned work serves it."""
         if not self.admission.admit(family, address):

@@ -21,6 +21,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Final, Protocol
 
+from .accept import ConnectionSocket
 from .core import ConnectionCore, CoreRequest, CoreSettings
 from .thread_channel import ThreadChannel
 from .thread_reader import ConnectionReader, recv_fitted, wait_readable
@@ -56,7 +57,7 @@ class ConnectionHost(Protocol):
 class ThreadedConnection(Turns):
     """See the module docstring; its lock and turns are a Turns'."""
 
-    def __init__(self, sock: socket.socket, peer: str, host: ConnectionHost) -> None:
+    def __init__(self, sock: ConnectionSocket, peer: str, host: ConnectionHost) -> None:
         super().__init__()
         self.sock = sock
         self.host = host
@@ -214,7 +215,7 @@ class ThreadedConnection(Turns):
         self.host.closed(self)
 
 
-def close_socket(sock: socket.socket, plain: bool) -> None:
+def close_socket(sock: ConnectionSocket, plain: bool) -> None:
     """FIN first, then drop what input is left without waiting, so the close does not become
     an RST that could eat the response -- unless every request's input was read and §5.1
     ended the connection (``plain``)."""

@@ -17,6 +17,7 @@ from typing import Final
 
 from ..protocol import RecordType
 from ..protocol.constants import MAX_CONTENT_LENGTH
+from .accept import ConnectionSocket
 from .thread_channel import ThreadChannel
 from .thread_turns import TurnConnection
 
@@ -27,7 +28,7 @@ _monotonic: Final = time.monotonic
 _receive_buffers: Final = threading.local()
 
 
-def recv_fitted(sock: socket.socket, flags: int = 0) -> bytes:
+def recv_fitted(sock: ConnectionSocket, flags: int = 0) -> bytes:
     """``sock.recv(RECV_BYTES, flags)`` into this thread's reused buffer, copied out to the
     size that came: CPython's own recv allocates 64 KiB and shrinks it on every read, which
     fragments glibc's heaps (the soak's RSS crept ~4 MiB per 100k requests)."""
@@ -121,7 +122,7 @@ def _wait_readable(connection: TurnConnection) -> bool:
     return wait_readable(connection.sock, timeout)
 
 
-def wait_readable(sock: socket.socket, seconds: float) -> bool:
+def wait_readable(sock: ConnectionSocket, seconds: float) -> bool:
     """True if ``sock`` has input (or its peer's EOF) within ``seconds``. poll(), not
     select(): a busy server's descriptors go past select's FD_SETSIZE (1024)."""
     poller = select.poll()

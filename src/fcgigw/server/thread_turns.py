@@ -9,10 +9,10 @@ would make every connection a reference cycle, left for the cycle collector to f
 
 from __future__ import annotations
 
-import socket
 import threading
 from typing import Protocol
 
+from .accept import ConnectionSocket
 from .core import ConnectionCore
 
 
@@ -34,7 +34,7 @@ class TurnConnection(Protocol):
     """What the turns need of their connection (thread_connection.ThreadedConnection): its
     socket, its core and the lock that guards them, with a wait for a turn under it."""
 
-    sock: socket.socket
+    sock: ConnectionSocket
     lock: threading.Lock
     core: ConnectionCore
     closed: bool
