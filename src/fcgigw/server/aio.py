@@ -142,7 +142,10 @@ class AsyncServer:
         make_protocol = partial(FastCGIProtocol, self)
         for sock in self.listeners:
             sock.setblocking(False)
-            loop.add_reader(sock.fileno(), accept_connections, loop, sock, make_protocol)
+            family, kind = int(sock.family), int(sock.type)
+            loop.add_reader(
+                sock.fileno(), accept_connections, loop, sock, family, kind, make_protocol
+            )
         self._sweeper = loop.call_later(TICK_SECONDS, self._sweep)
         loop_name = type(loop).__module__.partition(".")[0]  # "asyncio" or "uvloop"
         for sock in self.listeners:

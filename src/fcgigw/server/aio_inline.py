@@ -228,10 +228,13 @@ class InlineTransport:
 def accept_connections(
     loop: asyncio.AbstractEventLoop,
     listener: socket.socket,
+    family: int,
+    kind: int,
     make_protocol: Callable[[int], InlineProtocol],
 ) -> None:
-    """The listener is readable: accept up to ACCEPT_BATCH connections and start them."""
-    family, kind = int(listener.family), int(listener.type)
+    """The listener is readable: accept up to ACCEPT_BATCH connections and start them.
+    ``family`` and ``kind`` are the listener's, as plain ints (reading them from it makes
+    enums)."""
     for _ in range(ACCEPT_BATCH):
         accepted = accept_one(listener, family, kind)
         if accepted is None:

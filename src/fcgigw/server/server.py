@@ -63,6 +63,8 @@ class Server:
         self._connections: set[ThreadedConnection] = set()
         self._connections_lock = threading.Lock()
         self._stop_requested = threading.Event()
+        #: The event's state as a plain attribute: read for each connection accepted.
+        self._stopping = False
         self._fast_stop = False
         self._request_end = RequestEnd(config, self.request_stop)
         #: Reports to the scoreboard (status page, supervisor), when one is given.
@@ -89,7 +91,7 @@ class Server:
         connection = ThreadedConnection(sock, peer_name(family, address), self)
         with self._connections_lock:
             self._connections.add(connection)
-        if self._stop_requested.is_set():
+        if self._stopping:
             connection.claim_for_stop(time.monotonic())  # accepted as the stop came
         return connection.serve
 
@@ -134,6 +136,7 @@ class Server:
     def request_stop(self, fast: bool = False) -> None:
         """Ask the server to stop; safe from a signal handler (it only records)."""
         self._fast_stop = self._fast_stop or fast
+        self._stopping = True
         self._stop_requested.set()
 
     def wait(self) -> None:
@@ -145,6 +148,7 @@ class Server:
     def stop(self, graceful: bool = True) -> None:
         """Stop accepting; with ``graceful``, let in-flight requests finish (bounded). Each
         connection's core decides what the stop means for it (see ConnectionCore.stop)."""
+        self._stopping = True
         self._stop_requested.set()
         for sock in self._dispatcher.stop_accepting():
             sock.close()
