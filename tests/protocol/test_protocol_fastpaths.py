@@ -31,6 +31,7 @@ from fcgigw.protocol import (
     constants,
     decode_pairs,
     encode_pairs,
+    framing,
 )
 from fcgigw.protocol.framing import _COMPACT_AFTER_BYTES, RecordBuffer
 from fcgigw.protocol.records import (
@@ -272,6 +273,43 @@ def test_any_split_gives_the_records_the_whole_gives(
     assert taken == records
     assert all(type(content) is bytes for _, _, content in taken)
     assert buffer.buffered_bytes == 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    records=st.lists(
+        st.tuples(st.integers(0, 255), st.integers(0, 0xFFFF), st.binary(max_size=700)),
+        min_size=1,
+        max_size=4,
+    ),
+    version=st.sampled_from([1, 1, 1, 0, 2, 255]),
+)
+def test_headers_read_byte_by_byte_as_struct_reads_them(
+    records: list[tuple[int, int, bytes]], version: int
+) -> None:
+    """The compiled build reads a header byte by byte, the interpreter with struct (framing's
+    _COMPILED): the same records and the same refusal of another version either way. In the
+    pure build this runs both readers; in the compiled one the byte reader twice."""
+    wire = b"".join(build_record(kind, request_id, body) for kind, request_id, body in records)
+    wire = bytes([version]) + wire[1:]
+
+    def read(compiled: bool) -> list[tuple[int, int, bytes]] | str:
+        was = framing._COMPILED
+        framing._COMPILED = compiled  # type: ignore[misc]
+        buffer = RecordBuffer()
+        buffer.feed(wire)
+        try:
+            return records_of(buffer)
+        except RemoteProtocolError as error:
+            return str(error)
+        finally:
+            framing._COMPILED = was  # type: ignore[misc]
+
+    by_bytes, by_struct = read(True), read(False)
+    assert by_bytes == by_struct
+    assert by_bytes == (
+        records if version == 1 else f"unsupported FastCGI version {version} (expected 1)"
+    )
 
 
 def test_parse_header_refuses_other_versions() -> None:

@@ -15,6 +15,10 @@ Event = TypeVar("Event")
 
 # Bound once: looking up a method on a Struct costs about as much as the unpack itself.
 _unpack_header: Final = HEADER.unpack_from
+#: This module runs compiled (mypyc): there, a header is read faster byte by byte (a native
+#: operation each) than by struct, whose tuple of boxed ints is taken apart generically; in
+#: the interpreter the one struct call is faster.
+_COMPILED: Final = not __file__.endswith(".py")
 # Compact the buffer once this many consumed bytes sit at its front (avoids a memmove per record).
 _COMPACT_AFTER_BYTES: Final = 64 * 1024
 
@@ -90,9 +94,16 @@ class RecordBuffer:
             request_id: int
             content_length: int
             padding_length: int
-            version, record_type, request_id, content_length, padding_length = _unpack_header(
-                buffer, start
-            )
+            if _COMPILED and isinstance(buffer, bytes):
+                version = buffer[start]
+                record_type = buffer[start + 1]
+                request_id = buffer[start + 2] << 8 | buffer[start + 3]
+                content_length = buffer[start + 4] << 8 | buffer[start + 5]
+                padding_length = buffer[start + 6]
+            else:
+                version, record_type, request_id, content_length, padding_length = _unpack_header(
+                    buffer, start
+                )
             if version != FCGI_VERSION_1:
                 # §3.3: this specification documents FCGI_VERSION_1 only; anything else is not
                 # FastCGI we can frame, so the connection cannot be trusted past this point.
