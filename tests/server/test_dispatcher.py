@@ -64,3 +64,48 @@ def test_no_connection_is_accepted_once_stop_accepting_returned() -> None:
         dispatcher.close()
         client.close()
         listener.close()
+
+
+class _Parked:
+    """A connection as the poller sees it (pool.Parkable)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.polled = False
+        self.woke = threading.Event()
+
+    def readable(self) -> None:
+        self.woke.set()
+
+
+def test_a_connection_on_a_closed_ones_fd_number_is_watched_and_kept_ones_again() -> None:
+    """nginx closes kept connections beyond its `keepalive` count, so the next accepted
+    socket often gets the fd number of one that was parked: it must be watched as the new
+    socket it is, and a kept connection parked again must be woken again."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    dispatcher = Dispatcher([listener], lambda s, f, a: None, threads=1)
+    poller = dispatcher._poller
+    sockets: list[socket.socket] = []
+    try:
+        first_end, first_peer = socket.socketpair()
+        sockets += [first_end, first_peer]
+        first = _Parked(first_end)
+        dispatcher.park(first)
+        number = first_end.fileno()
+        first_end.close()
+        again_end, again_peer = socket.socketpair()
+        sockets += [again_end, again_peer]
+        assert again_end.fileno() == number  # the lowest free number
+        again = _Parked(again_end)
+        for _ in range(3):  # the first park registers it, the next ones re-arm it
+            dispatcher.park(again)
+            again_peer.send(b"x")
+            _, connections, _ = poller.wait()
+            assert connections == [again]
+            again_end.recv(1)
+    finally:
+        dispatcher.stop()
+        dispatcher.close()
+        for sock in sockets:
+            sock.close()
+        listener.close()

@@ -110,6 +110,8 @@ class ConnectionCore:
         self.should_close = False
         #: The peer is gone or broke the protocol: nothing more is worth sending.
         self.lost = False
+        #: The peer closed its side after whole records (§3.5): nothing more can come.
+        self.peer_closed = False
         #: Its own deadlines (header, idle, a stop's wait): when it closes for want of a request.
         self.life = ConnectionLife(
             settings.header_timeout_seconds, settings.idle_timeout_seconds, now
@@ -180,6 +182,7 @@ class ConnectionCore:
             elif kind is AbortRequest:
                 table.abort(event.request_id)  # type: ignore[union-attr]
             elif kind is ConnectionClosed:
+                self.peer_closed = True
                 self.lose()
         if not self.requests:
             self._after_requests(now)

@@ -35,6 +35,8 @@ class Parkable(Protocol):
     """A connection the poller watches until it is readable once."""
 
     sock: ConnectionSocket
+    #: Registered with the poller already (it stays registered, disabled, between parks).
+    polled: bool
 
     def readable(self) -> None: ...
 
@@ -55,7 +57,6 @@ class _Poller:
         #: fd -> the parked connection. A connection closed since it was reported stays here
         #: (the kernel forgot it) until its fd number is parked again; it is never reported.
         self._parked: dict[int, Parkable] = {}
-        self._known: set[int] = set()
 
     def add_listener(self, sock: socket.socket) -> None:
         fd = sock.fileno()
@@ -73,19 +74,23 @@ class _Poller:
         return listeners
 
     def park(self, connection: Parkable) -> None:
+        # Whether to register or modify is the connection's to say, not its fd number's: a
+        # web server that closes kept connections (nginx beyond its `keepalive` count) has
+        # each fd number come back as a new socket, and a modify refused for it is an
+        # exception raised and caught per connection.
         fd = connection.sock.fileno()
         self._parked[fd] = connection
         events = _PARKED_EVENTS
-        if fd in self._known:
+        if connection.polled:
             try:
                 self._epoll.modify(fd, events)  # the kernel kept it, disabled
                 return
             except FileNotFoundError:
-                pass  # a new socket on a reused fd number
-        self._known.add(fd)
+                pass  # not expected: the socket is open, so its registration stays
+        connection.polled = True
         try:
             self._epoll.register(fd, events)
-        except FileExistsError:
+        except FileExistsError:  # not expected: a closed socket's fd is unregistered
             self._epoll.modify(fd, events)
 
     def wait(self) -> tuple[list[socket.socket], list[Parkable], bool]:

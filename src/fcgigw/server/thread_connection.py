@@ -63,6 +63,8 @@ class ThreadedConnection(Turns):
         self.host = host
         self.core = ConnectionCore(host.core_settings, peer, self._start, _monotonic())
         self.parked = False
+        #: The pool's poller has it registered (pool._Poller.park).
+        self.polled = False
         self.closed = False
         #: When the owner began running a request inline (0: it is not in the app).
         self.inline_since = 0.0
@@ -207,7 +209,10 @@ class ThreadedConnection(Turns):
                 return
             self.closed = True
             core = self.core
-            plain = core.input_complete and core.protocol.should_close and not core.lost
+            # After the peer's EOF nothing is left to read that a close could turn into an RST.
+            plain = core.peer_closed or (
+                core.input_complete and core.protocol.should_close and not core.lost
+            )
             # A stop or a timeout aborts the requests left; and the core lets go of _start.
             core.lose()
             self.wake()
