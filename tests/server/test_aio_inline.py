@@ -81,12 +81,12 @@ class Served:
 
 
 @contextlib.contextmanager
-def serving(loop_kind: str) -> Iterator[Served]:
+def serving(loop_kind: str, **settings: Any) -> Iterator[Served]:
     path = f"{short_tempdir()}/s"
     listener = socket.socket(socket.AF_UNIX)
     listener.bind(path)
     listener.listen(64)
-    config = Config(app="x", interface="asgi", loop=loop_kind, lifespan="off")
+    config = Config(app="x", interface="asgi", loop=loop_kind, lifespan="off", **settings)
     server = AsyncServer(app, config, listeners=[listener])
     served = Served(f"unix:{path}")
     ready = threading.Event()
@@ -124,13 +124,18 @@ def served(request: pytest.FixtureRequest) -> Iterator[Served]:
         yield served
 
 
+def whole_request(client: FastCGIClient, path: str, *, keep: bool) -> bytes:
+    """A GET as nginx writes it (BEGIN_REQUEST, PARAMS, the empty STDIN), kept or not."""
+    started = RequestStarted(1, Role.RESPONDER, keep, tuple(build_params("GET", path)))
+    return client.protocol.send(started) + client.protocol.send(InputEnd(1))
+
+
 def get(served: Served, path: str) -> bytes:
     """A GET in one write, as nginx sends it: BEGIN_REQUEST, PARAMS, the empty STDIN."""
     with FastCGIClient(served.address, timeout=10) as client:
-        started = RequestStarted(1, Role.RESPONDER, False, tuple(build_params("GET", path)))
         with served.loop_held():
             assert client.sock  # connects now: the protocol state made with the socket is kept
-            client.send_raw(client.protocol.send(started) + client.protocol.send(InputEnd(1)))
+            client.send_raw(whole_request(client, path, keep=False))
         response = client.read_response(1)
         assert response.status == 200
         return response.body
@@ -194,21 +199,74 @@ def test_connections_leave_no_file_descriptor_whether_handed_over_or_not(
     transport takes it: each way, closing it closes its fd exactly once."""
 
     def open_fds() -> int:
-        return len(os.listdir("/proc/self/fd"))
+        """Once the server has closed its side of the connections the client closed (it
+        does so after reading each close): the count that held still for 0.3 s."""
+        count, since, deadline = -1, 0.0, time.monotonic() + 5
+        while time.monotonic() < deadline:
+            now_count = len(os.listdir("/proc/self/fd"))
+            if now_count != count:
+                count, since = now_count, time.monotonic()
+            elif time.monotonic() - since >= 0.3:
+                break
+            time.sleep(0.02)
+        return count
 
     def each_way() -> None:
         assert get(served, "/") == b"Hello, world!"  # inline
         assert get(served, "/sleep") == b"Hello, world!"  # handed over
-        with FastCGIClient(served.address, timeout=10) as client:  # handed over, kept
-            response = client.request(build_params("GET", "/"), keep_connection=True)
-            assert response.body == b"Hello, world!"
+        with FastCGIClient(served.address, timeout=10) as client:  # kept: handed over
+            for _ in range(2):  # by its second request at the latest
+                response = client.request(build_params("GET", "/"), keep_connection=True)
+                assert response.body == b"Hello, world!"
 
     each_way()  # what the event loop makes once for its first transports
     before = open_fds()
     for _ in range(10):
         each_way()
-    deadline = time.monotonic() + 5
-    while open_fds() > before and time.monotonic() < deadline:
-        time.sleep(0.05)  # the server closes its side once it has read the client's close
     assert open_fds() == before
     assert served.handovers == 22
+
+
+def test_a_kept_connection_closed_after_one_request_never_gets_a_transport(
+    served: Served,
+) -> None:
+    """nginx with more requests at once than its `keepalive` count closes kept connections
+    after one request: answered inline and then watched, each costs no transport."""
+    for _ in range(5):
+        with FastCGIClient(served.address, timeout=10) as client:
+            with served.loop_held():
+                assert client.sock
+                client.send_raw(whole_request(client, "/", keep=True))
+            response = client.read_response(1, keep_connection=True)
+            assert (response.status, response.body) == (200, b"Hello, world!")
+    assert served.handovers == 0
+
+
+def test_a_kept_connection_answered_inline_serves_its_next_requests(served: Served) -> None:
+    """The second request on a kept connection comes while the loop watches it: it is
+    answered, and the connection gets its transport then, once."""
+    with FastCGIClient(served.address, timeout=10) as client:
+        with served.loop_held():
+            assert client.sock
+            client.send_raw(whole_request(client, "/", keep=True))
+        assert client.read_response(1, keep_connection=True).body == b"Hello, world!"
+        for path in ("/", "/sleep", "/big"):
+            client.send_raw(whole_request(client, path, keep=True))
+            body = client.read_response(1, keep_connection=True).body
+            assert body == (BIG if path == "/big" else b"Hello, world!")
+    assert served.handovers == 1
+
+
+def test_a_watched_kept_connection_is_closed_when_idle_too_long() -> None:
+    """The idle timeout still closes a kept connection that waits without a transport."""
+    with serving("asyncio", idle_timeout_seconds=1) as served:
+        with FastCGIClient(served.address, timeout=10) as client:
+            with served.loop_held():
+                assert client.sock
+                client.send_raw(whole_request(client, "/", keep=True))
+            assert client.read_response(1, keep_connection=True).body == b"Hello, world!"
+            client.sock.settimeout(10)
+            started = time.monotonic()
+            assert client.sock.recv(1) == b""  # the server closed it
+            assert time.monotonic() - started < 9
+        assert served.handovers == 0

@@ -134,15 +134,17 @@ class FastCGIProtocol(asyncio.Protocol):
             self.close()
 
     def needs_transport(self) -> bool:
-        """Whether the connection must go on reading after its first read (aio_inline): it
-        is kept, or something of a request is still to come."""
+        """Whether the connection must go on reading after its first read (aio_inline):
+        something of a request is still to come. (A kept connection is watched once its
+        request is answered.)"""
         core = self.core
         if core.should_close:
             return False
-        requests = core.requests
-        if not requests or core.input_pending or core.partial_request:
-            return True
-        return any(request.keep_connection for request in requests.values())
+        return not core.requests or core.input_pending or core.partial_request
+
+    def busy(self) -> bool:
+        """Whether a request is still running (aio_inline)."""
+        return bool(self.core.requests)
 
     def tick(self, now: float) -> list[CoreRequest]:
         """Run the core's deadlines (called by the server's sweep)."""

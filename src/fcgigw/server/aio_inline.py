@@ -8,10 +8,13 @@ teardown). So the server accepts in its own reader callback, as the threaded ser
 reads once, and feeds the connection's FastCGIProtocol through an ``InlineTransport``
 whose writes are plain non-blocking sends. The socket is handed to a real transport
 (``loop.connect_accepted_socket``, the same protocol) as soon as it needs one: nothing came
-with the connection yet, a request is not whole, the web server keeps the connection, a
-send is short, or the app is still running after its task's first step (so that an
-ABORT_REQUEST or the web server going away is seen while it runs). Until then the protocol
-cannot tell the difference; once handed over, the InlineTransport forwards to the real one,
+with the connection yet, a request is not whole, a send is short, the app is still running
+after its task's first step (so that an ABORT_REQUEST or the web server going away is seen
+while it runs), or the web server sends another request on a kept connection. Until then a
+kept connection, answered, is watched with the loop's ``add_reader``: nginx closes kept
+connections after one request when more requests run at once than its ``keepalive``
+count, and such a connection then never costs a transport. The protocol cannot tell
+the difference; once handed over, the InlineTransport forwards to the real one,
 after the bytes it had buffered, so records keep their order.
 """
 
@@ -54,6 +57,9 @@ class InlineProtocol(Protocol):
     def needs_transport(self) -> bool:
         """Whether the connection must keep reading (see the module docstring)."""
 
+    def busy(self) -> bool:
+        """Whether a request is still running on the connection."""
+
 
 class InlineTransport:
     """The transport of a connection until (unless) it is handed to a real one."""
@@ -63,10 +69,12 @@ class InlineTransport:
         "_close_after",
         "_loop",
         "_protocol",
+        "_reader_on",
         "_reading_paused",
         "_sock",
         "_state",
         "_transport",
+        "_watching",
         "_writes_paused",
     )
 
@@ -82,6 +90,9 @@ class InlineTransport:
         self._reading_paused = False
         self._writes_paused = False
         self._transport: asyncio.Transport | None = None
+        #: Kept and idle: the loop watches the socket for the next request (or the close).
+        self._watching = False
+        self._reader_on = False  # the loop's reader is registered
 
     def start(self) -> None:
         """connection_made, one read, and a transport if the connection needs one."""
@@ -111,7 +122,44 @@ class InlineTransport:
 
     def _after_first_step(self) -> None:
         if self._state == _INLINE:
-            self._hand_over()  # the app awaits: watch the connection while it runs
+            if self._protocol.busy():
+                self._hand_over()  # the app awaits: watch the connection while it runs
+            else:
+                # Answered, and kept: a transport only if the web server sends another
+                # request on it. nginx closes a kept connection after one request when more
+                # run at once than its `keepalive` count, and then none is made.
+                self._watching = True
+                self._sync_reader()
+
+    def _readable(self) -> None:
+        """The kept connection is readable: its next request, or the web server closed it."""
+        try:
+            data = self._sock.recv(RECV_BYTES, _DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as error:
+            self._close_socket(error)
+            return
+        self._watching = False
+        self._sync_reader()
+        protocol = self._protocol
+        if not data:
+            if not protocol.eof_received():
+                self.close()
+            return
+        protocol.data_received(data)
+        if self._state == _INLINE:
+            self._hand_over()  # reused: a transport for the rest of its life
+
+    def _sync_reader(self) -> None:
+        """Register or remove the loop's reader as ``_watching`` and pausing say."""
+        wanted = self._watching and not self._reading_paused
+        if wanted != self._reader_on:
+            self._reader_on = wanted
+            if wanted:
+                self._loop.add_reader(self._sock.fileno(), self._readable)
+            else:
+                self._loop.remove_reader(self._sock.fileno())
 
     # -- the asyncio.Transport methods FastCGIProtocol uses ---------------------------------
 
@@ -159,11 +207,13 @@ class InlineTransport:
         self._reading_paused = True
         if self._transport is not None:
             self._transport.pause_reading()
+        self._sync_reader()
 
     def resume_reading(self) -> None:
         self._reading_paused = False
         if self._transport is not None:
             self._transport.resume_reading()
+        self._sync_reader()
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         if self._transport is not None:
@@ -180,6 +230,8 @@ class InlineTransport:
     # -- handing over --------------------------------------------------------------------
 
     def _hand_over(self) -> None:
+        self._watching = False
+        self._sync_reader()
         self._state = _HANDING_OVER
         self._loop.create_task(self._connect())
 
@@ -221,6 +273,8 @@ class InlineTransport:
         if self._state == _CLOSED:
             return
         self._state = _CLOSED
+        self._watching = False
+        self._sync_reader()  # before the fd is closed
         self._sock.close()
         self._loop.call_soon(self._protocol.connection_lost, error)
 
