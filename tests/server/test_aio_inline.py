@@ -15,7 +15,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -60,6 +60,7 @@ class Served:
         self.address = address
         self.handovers = 0
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.stop_gracefully: Callable[[], None] = lambda: None
 
     @contextlib.contextmanager
     def loop_held(self) -> Iterator[None]:
@@ -104,6 +105,12 @@ def serving(loop_kind: str, **settings: Any) -> Iterator[Served]:
         ready.set()
 
     server.on_ready = on_ready
+
+    def stop_gracefully() -> None:
+        assert served.loop is not None
+        served.loop.call_soon_threadsafe(server.request_stop)
+
+    served.stop_gracefully = stop_gracefully
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -270,3 +277,15 @@ def test_a_watched_kept_connection_is_closed_when_idle_too_long() -> None:
             assert client.sock.recv(1) == b""  # the server closed it
             assert time.monotonic() - started < 9
         assert served.handovers == 0
+
+
+def test_a_graceful_stop_closes_a_watched_kept_connection(served: Served) -> None:
+    with FastCGIClient(served.address, timeout=10) as client:
+        with served.loop_held():
+            assert client.sock
+            client.send_raw(whole_request(client, "/", keep=True))
+        assert client.read_response(1, keep_connection=True).body == b"Hello, world!"
+        served.stop_gracefully()
+        client.sock.settimeout(10)
+        assert client.sock.recv(1) == b""  # closed by the stop, not left to the timeout
+    assert served.handovers == 0
