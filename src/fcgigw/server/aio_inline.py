@@ -100,25 +100,14 @@ class InlineTransport:
         protocol.connection_made(cast(asyncio.BaseTransport, self))  # duck-typed
         if self._state != _INLINE:
             return  # refused at admission, or stopped as it started
-        try:
-            data = self._sock.recv(RECV_BYTES, _DONTWAIT)
-        except (BlockingIOError, InterruptedError):
-            self._hand_over()  # the web server has not written yet
-            return
-        except OSError as error:
-            self._close_socket(error)
-            return
-        if not data:
-            if not protocol.eof_received():
-                self.close()
-            return
-        protocol.data_received(data)
-        if self._state == _INLINE:
-            if protocol.needs_transport():
-                self._hand_over()
-            else:
-                # After the request's task has run its first step (it was scheduled first).
-                self._loop.call_soon(self._after_first_step)
+        if not self._feed_once():
+            if self._state == _INLINE:
+                self._hand_over()  # the web server has not written yet
+        elif protocol.needs_transport():
+            self._hand_over()
+        else:
+            # After the request's task has run its first step (it was scheduled first).
+            self._loop.call_soon(self._after_first_step)
 
     def _after_first_step(self) -> None:
         if self._state == _INLINE:
@@ -132,24 +121,29 @@ class InlineTransport:
                 self._sync_reader()
 
     def _readable(self) -> None:
-        """The kept connection is readable: its next request, or the web server closed it."""
+        """The kept connection is readable: its next request, or the web server closed it
+        (then it is closed already; a read that found nothing leaves it watched)."""
+        if self._feed_once():
+            self._hand_over()  # reused: a transport for the rest of its life
+
+    def _feed_once(self) -> bool:
+        """Read once without waiting and give the protocol what came. True when it got
+        bytes and the connection is still inline; False when nothing came (the state stays
+        inline), or the web server closed it or the read failed (it is closed)."""
         try:
             data = self._sock.recv(RECV_BYTES, _DONTWAIT)
         except (BlockingIOError, InterruptedError):
-            return
+            return False
         except OSError as error:
             self._close_socket(error)
-            return
-        self._watching = False
-        self._sync_reader()
+            return False
         protocol = self._protocol
         if not data:
             if not protocol.eof_received():
                 self.close()
-            return
+            return False
         protocol.data_received(data)
-        if self._state == _INLINE:
-            self._hand_over()  # reused: a transport for the rest of its life
+        return self._state == _INLINE
 
     def _sync_reader(self) -> None:
         """Register or remove the loop's reader as ``_watching`` and pausing say."""
