@@ -13,6 +13,7 @@ from memory_channels import AsyncMemoryChannel, MemoryChannel
 
 from fcgigw.adapters.asgi import build_scope, run_asgi
 from fcgigw.adapters.params import (
+    SCOPE_PARAMS,
     address_pair,
     asgi_params,
     asgi_path,
@@ -471,9 +472,20 @@ def asgi_headers_of(params: list[tuple[bytes, bytes]]) -> list[tuple[bytes, byte
 
 
 def test_asgi_params_keep_the_last_of_a_repeated_param_and_leave_headers_out() -> None:
-    by_name, headers = asgi_params(
-        [(b"SCRIPT_NAME", b"/a"), (b"HTTP_HOST", b"h"), (b"HTTPS", b"on"), (b"SCRIPT_NAME", b"/b")]
+    scope_params, headers = asgi_params(
+        [
+            (b"SCRIPT_NAME", b"/a"),
+            (b"HTTP_HOST", b"h"),
+            (b"HTTPS", b"on"),
+            (b"DOCUMENT_ROOT", b"/srv"),
+            (b"SCRIPT_NAME", b"/b"),
+        ]
     )
+    by_name = {
+        name: value
+        for name, value in zip(SCOPE_PARAMS, scope_params, strict=True)
+        if value is not None
+    }
     assert by_name == {b"SCRIPT_NAME": b"/b", b"HTTPS": b"on"}
     assert headers == [(b"host", b"h")]
 

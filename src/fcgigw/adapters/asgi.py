@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
-from functools import partial
 from http import HTTPStatus
 from typing import Any, Final, Protocol
 
 from ..protocol import Role
-from .channel import ClientDisconnected, RequestChannel
+from .channel import ClientDisconnected, Params, RequestChannel
 from .params import (
+    SCOPE_PARAMS,
+    ScopeParams,
     address_pair,
     asgi_params,
     asgi_path,
@@ -79,12 +80,6 @@ def _text(value: bytes | None) -> str | None:
     return None if value is None else value.decode("latin-1")
 
 
-def _param_text(params: dict[bytes, bytes], name: str) -> str | None:
-    # Not a lambda in build_scope: a closure there would keep its locals in an object the
-    # compiled build makes on every call.
-    return _text(params.get(name.encode()))
-
-
 #: The scope's pieces that follow from a few params, by those params' raw values: the same
 #: values come with request after request, and the translator's functions cost microseconds
 #: between them. Bounded (the values are partly the client's choice): emptied when full, and
@@ -94,6 +89,17 @@ _CACHED_VALUE_BYTES: Final = 1024
 _Paths = tuple[str, bytes | None, str]  # path, raw_path, root_path
 _Server = tuple[str, str, tuple[str, int] | None]  # http_version, scheme, server
 _ROLE_NAMES: Final = {role: role.name for role in Role}
+#: Places in the ScopeParams list (params.SCOPE_PARAMS): the first _SERVER_PARAMS say
+#: which virtual host.
+_SERVER_PARAMS: Final = 6
+_METHOD_AT: Final = SCOPE_PARAMS.index(b"REQUEST_METHOD")
+_URI_AT: Final = SCOPE_PARAMS.index(b"REQUEST_URI")
+_PATH_INFO_AT: Final = SCOPE_PARAMS.index(b"PATH_INFO")
+_SCRIPT_NAME_AT: Final = SCOPE_PARAMS.index(b"SCRIPT_NAME")
+_QUERY_AT: Final = SCOPE_PARAMS.index(b"QUERY_STRING")
+_REMOTE_ADDR_AT: Final = SCOPE_PARAMS.index(b"REMOTE_ADDR")
+_REMOTE_PORT_AT: Final = SCOPE_PARAMS.index(b"REMOTE_PORT")
+_DOCUMENT_URI_AT: Final = SCOPE_PARAMS.index(b"DOCUMENT_URI")
 _FILTER: Final = Role.FILTER
 
 
@@ -124,16 +130,9 @@ def _paths(
     return paths
 
 
-def _server(raw: dict[bytes, bytes]) -> _Server:
+def _server(scope_params: ScopeParams) -> _Server:
     """http_version, scheme and server: the same for every request of a virtual host."""
-    key = (
-        raw.get(b"SERVER_PROTOCOL"),
-        raw.get(b"HTTPS"),
-        raw.get(b"REQUEST_SCHEME"),
-        raw.get(b"SERVER_ADDR"),
-        raw.get(b"SERVER_NAME"),
-        raw.get(b"SERVER_PORT"),
-    )
+    key = tuple(scope_params[:_SERVER_PARAMS])
     server = _server_cache.get(key)
     if server is None:
         protocol, https, scheme, address, name, port = map(_text, key)
@@ -147,33 +146,35 @@ def _server(raw: dict[bytes, bytes]) -> _Server:
     return server
 
 
+def _is_mount_point(params: Params) -> bool:
+    """params.is_mount_point, over all the params (it reads some the scope does not)."""
+    by_name = dict(params)  # the last of a repeat, as everywhere
+    return is_mount_point(lambda name: _text(by_name.get(name.encode())))
+
+
 def build_scope(
     channel: RequestChannel, root_path: str, state: dict[str, Any] | None = None
 ) -> Scope:
     """The HTTP connection scope for this request."""
     params = channel.params
-    raw, headers = asgi_params(params)  # only the dozen params the scope uses are decoded
-    method = raw.get(b"REQUEST_METHOD", b"GET")
+    raw, headers = asgi_params(params)
+    method = raw[_METHOD_AT] or b"GET"
     method_text = _methods.get(method)
     if method_text is None:
         method_text = method.decode("latin-1").upper()
         if len(method) <= 32:
             _methods.put(method, method_text)
-    request_uri = raw.get(b"REQUEST_URI")
+    request_uri = raw[_URI_AT]
     if request_uri:
         # raw_path looks at the part before "?": the query need not make a cache entry.
         query_at = request_uri.find(b"?")
         if query_at >= 0:
             request_uri = request_uri[: query_at + 1]
-    path_info = raw.get(b"PATH_INFO")
-    # nginx sends DOCUMENT_URI, which rules a mount point out: no closure made for it.
-    mount_point = (
-        path_info is None
-        and b"DOCUMENT_URI" not in raw
-        and is_mount_point(partial(_param_text, raw))
-    )
+    path_info = raw[_PATH_INFO_AT]
+    # nginx sends DOCUMENT_URI, which rules a mount point out.
+    mount_point = path_info is None and raw[_DOCUMENT_URI_AT] is None and _is_mount_point(params)
     path, raw_path_bytes, script_path = _paths(
-        raw.get(b"SCRIPT_NAME"), path_info, request_uri, root_path, mount_point
+        raw[_SCRIPT_NAME_AT], path_info, request_uri, root_path, mount_point
     )
     version, scheme, server = _server(raw)
     scope: Scope = {
@@ -184,10 +185,10 @@ def build_scope(
         "scheme": scheme,
         "path": path,
         "raw_path": raw_path_bytes,
-        "query_string": raw.get(b"QUERY_STRING", b""),
+        "query_string": raw[_QUERY_AT] or b"",
         "root_path": script_path,
         "headers": headers,
-        "client": address_pair(_text(raw.get(b"REMOTE_ADDR")), _text(raw.get(b"REMOTE_PORT"))),
+        "client": address_pair(_text(raw[_REMOTE_ADDR_AT]), _text(raw[_REMOTE_PORT_AT])),
         "server": server,
         "extensions": {
             "fastcgi": {"params": params, "role": _ROLE_NAMES[channel.role]},
