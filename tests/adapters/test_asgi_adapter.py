@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from types import MappingProxyType
 from typing import Any
 
 import pytest
@@ -178,3 +179,15 @@ def test_a_remembered_start_is_still_checked_and_declares_its_length() -> None:
     good = [(b"content-length", b"10")]
     assert run(raw_app(good, b"0123456789")).app_status == 0
     assert run(raw_app(good, b"short")).app_status == 1  # still declares 10
+
+
+def test_messages_that_are_other_mappings_than_dicts_are_sent_as_dicts_are() -> None:
+    """The spec's messages are dicts; a read-only mapping (a middleware's) works the same."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        start = {"type": "http.response.start", "status": 201, "headers": [(b"x-a", b"1")]}
+        await send(MappingProxyType(start))
+        await send(MappingProxyType({"type": "http.response.body", "body": b"made"}))
+
+    status, headers, body = run(app).response()
+    assert (status, headers["x-a"], body) == ("201 Created", "1", b"made")

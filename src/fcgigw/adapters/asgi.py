@@ -235,7 +235,10 @@ class _Cycle:
         return {"type": "fastcgi.data", "body": body, "more_body": more}
 
     async def send(self, message: Message) -> None:
-        kind = message.get("type")
+        # A dict, as apps send (typed so: the compiled build reads it directly, not through
+        # the mapping protocol); another mapping is copied.
+        fields: dict[str, Any] = message if type(message) is dict else dict(message)
+        kind = fields.get("type")
         if self.response_done:
             raise InvalidResponse(f"{kind} sent after the response ended")
         if self.channel.aborted:
@@ -243,16 +246,16 @@ class _Cycle:
         # Plain methods, not coroutines, for start and body: every response sends them, and
         # only a body with more to come may have to wait (for the transport to drain).
         if kind == "http.response.start":
-            self._start(message)
+            self._start(fields)
         elif kind == "http.response.body":
-            if self._body(message.get("body", b""), message.get("more_body", False)):
+            if self._body(fields.get("body", b""), fields.get("more_body", False)):
                 await self.channel.drain()
         elif kind == "http.response.pathsend":
-            await self._pathsend(message["path"])
+            await self._pathsend(fields["path"])
         else:
             raise InvalidResponse(f"unexpected ASGI message {kind!r}")
 
-    def _start(self, message: Message) -> None:
+    def _start(self, message: dict[str, Any]) -> None:
         if self.writer.started:
             raise InvalidResponse("http.response.start sent twice")
         status = int(message["status"])
