@@ -395,7 +395,7 @@ def test_stream_records_match_build_record(size: int) -> None:
 
 
 @pytest.mark.parametrize("stderr_used", [False, True])
-@pytest.mark.parametrize("request_id", [1, 258, 0xFFFF])
+@pytest.mark.parametrize("request_id", [1, 63, 64, 258, 0xFFFF])
 @pytest.mark.parametrize(("app_status", "status"), [(0, 0), (938, 2), (0xFFFFFFFF, 3)])
 def test_end_of_response_matches_build_record(
     stderr_used: bool, request_id: int, app_status: int, status: int
