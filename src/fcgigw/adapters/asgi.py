@@ -165,8 +165,9 @@ def build_scope(
         if len(method) <= 32:
             _methods.put(method, method_text)
     request_uri = raw[_URI_AT]
-    if request_uri:
+    if request_uri and raw[_QUERY_AT]:
         # raw_path looks at the part before "?": the query need not make a cache entry.
+        # (With no query, there is at most a "?" at the end: no search for it.)
         query_at = request_uri.find(b"?")
         if query_at >= 0:
             request_uri = request_uri[: query_at + 1]
