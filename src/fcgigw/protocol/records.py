@@ -127,6 +127,10 @@ def build_end_of_response(
             FCGI_VERSION_1, FCGI_END_REQUEST, request_id, END_REQUEST_BODY.size, 0,
             app_status, protocol_status,
         )  # fmt: skip
+    return _pack_end(request_id, app_status, protocol_status)
+
+
+def _pack_end(request_id: int, app_status: int, protocol_status: int) -> bytes:
     return _pack_end_of_response(
         FCGI_VERSION_1, FCGI_STDOUT, request_id, 0, 0,
         FCGI_VERSION_1, FCGI_END_REQUEST, request_id, END_REQUEST_BODY.size, 0,
@@ -138,11 +142,4 @@ def build_end_of_response(
 #: the low request ids web servers use (nginx and Apache: always 1), packed once: 24 bytes
 #: each, where packing them per response costs a dozen boxed ints.
 _KNOWN_ENDS: Final = 64
-_COMPLETE_ENDS: Final = tuple(
-    _pack_end_of_response(
-        FCGI_VERSION_1, FCGI_STDOUT, request_id, 0, 0,
-        FCGI_VERSION_1, FCGI_END_REQUEST, request_id, END_REQUEST_BODY.size, 0,
-        0, 0,
-    )  # fmt: skip
-    for request_id in range(_KNOWN_ENDS)
-)
+_COMPLETE_ENDS: Final = tuple(_pack_end(request_id, 0, 0) for request_id in range(_KNOWN_ENDS))
