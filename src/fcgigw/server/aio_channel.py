@@ -44,8 +44,9 @@ class AsyncChannel:
     adapter's AsyncRequestChannel)."""
 
     __slots__ = (
+        "_data",
         "_done",
-        "_queues",
+        "_stdin",
         "_transport",
         "_waiter",
         "app_call",
@@ -56,10 +57,10 @@ class AsyncChannel:
     def __init__(self, transport: ChannelTransport, request: CoreRequest) -> None:
         self._transport = transport
         self.request = request
-        # One queue per input stream of the role (§6): STDIN, and FCGI_DATA for a Filter.
-        self._queues: dict[RecordType, deque[bytes]] = {_STDIN: deque()}
-        if request.role is Role.FILTER:
-            self._queues[_DATA] = deque()
+        # A queue per input stream (§6): STDIN, and FCGI_DATA for a Filter; each made when
+        # input comes or the app reads (a GET's app often never does).
+        self._stdin: deque[bytes] | None = None
+        self._data: deque[bytes] | None = None
         self._waiter: asyncio.Future[None] | None = None
         #: Made by the first wait_disconnected() that has to wait (most requests never do).
         self._done: asyncio.Event | None = None
@@ -93,7 +94,7 @@ class AsyncChannel:
     # -- input, from the core --------------------------------------------------------------
 
     def feed(self, data: bytes, stream: RecordType) -> None:
-        self._queues[stream].append(data)
+        self._queue(stream).append(data)
         self._transport.input_buffered(len(data))
         self._wake()
 
@@ -105,6 +106,15 @@ class AsyncChannel:
         if self._done is not None:
             self._done.set()
         self._wake()
+
+    def _queue(self, stream: RecordType) -> deque[bytes]:
+        if stream is _STDIN:
+            if self._stdin is None:
+                self._stdin = deque()
+            return self._stdin
+        if self._data is None:
+            self._data = deque()
+        return self._data
 
     def _wake(self) -> None:
         waiter = self._waiter
@@ -125,13 +135,13 @@ class AsyncChannel:
         return await self._receive(_STDIN)
 
     async def receive_data(self) -> tuple[bytes, bool]:
-        if _DATA not in self._queues:
+        if self.request.role is not Role.FILTER:
             return b"", False
         return await self._receive(_DATA)
 
     async def _receive(self, stream: RecordType) -> tuple[bytes, bool]:
         """The next bytes of ``stream`` and whether more follow."""
-        chunks = self._queues[stream]
+        chunks = self._queue(stream)
         request = self.request
         while not chunks and stream not in request.ended and not request.aborted:
             self._waiter = asyncio.get_running_loop().create_future()
@@ -168,7 +178,7 @@ class AsyncChannel:
         data = transport.core.finish(self.request, app_status, last_stdout, _monotonic())
         if self._done is not None:
             self._done.set()
-        for chunks in self._queues.values():
+        for chunks in (self._stdin, self._data):
             if chunks:
                 transport.input_consumed(sum(map(len, chunks)))
                 chunks.clear()
