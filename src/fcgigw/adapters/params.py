@@ -243,6 +243,12 @@ def _decoded_value(position: int, raw_value: bytes) -> str:
     return value
 
 
+def _as_tuple(params: Pairs) -> tuple[tuple[bytes, bytes], ...]:
+    """The pairs as the tuple they come as from a request (another sequence is copied): the
+    compiled build then walks them by index, not through the iterator protocol."""
+    return params if type(params) is tuple else tuple(params)
+
+
 def wsgi_environ(
     params: Pairs, root_path: str = "", base: dict[str, Any] | None = None
 ) -> dict[str, Any]:
@@ -250,7 +256,9 @@ def wsgi_environ(
     added to a copy of ``base`` (the adapter's constants: copying them first costs less than
     adding them after, which resizes the dict once more)."""
     environ: dict[str, Any] = base.copy() if base is not None else {}
-    for position, (raw_name, raw_value) in enumerate(params):
+    pairs = _as_tuple(params)
+    for position in range(len(pairs)):
+        raw_name, raw_value = pairs[position]
         _, name, kind, _, _ = _known_name(position, raw_name)
         value = _decoded_value(position, raw_value)
         if kind:
@@ -331,7 +339,9 @@ def asgi_params(params: Pairs) -> tuple[ScopeParams, list[tuple[bytes, bytes]]]:
     tenth of a dict's insertion, and most params are never looked up."""
     scope_params: ScopeParams = [None] * _SCOPE_PARAMS_COUNT
     headers: list[tuple[bytes, bytes]] = []
-    for position, (raw_name, value) in enumerate(params):
+    pairs = _as_tuple(params)
+    for position in range(len(pairs)):
+        raw_name, value = pairs[position]
         _, _, _, asgi_name, place = _known_name(position, raw_name)
         if place >= 0:
             scope_params[place] = value
