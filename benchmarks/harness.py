@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -145,6 +146,59 @@ def worker_rss_bytes(root: int) -> int:
         if not children:
             leaves.append(pid)
     return max(rss_bytes(pid) for pid in leaves)
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User plus system CPU time the processes have used so far (0 for one that has gone)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (proc(5): fields 14, 15)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class CpuShares:
+    """CPU µs per request of each party to a load: on 2 cores they share, so their sum, not
+    the server's share alone, sets the rate (benchmarks/PROFILE.md)."""
+
+    server_us: float
+    nginx_us: float
+    load_us: float  # wrk
+
+
+class CpuMeter:
+    """The CPU used by the server's tree, nginx's and wrk (this process's children) while
+    the load runs: ``start()`` before wrk, ``shares(result, seconds)`` after it."""
+
+    def __init__(self, server_pid: int, nginx_pid: int) -> None:
+        self._roots = (server_pid, nginx_pid)
+        self._before = (0.0, 0.0, 0.0)
+        self._pids: tuple[list[int], list[int]] = ([], [])
+
+    def _now(self) -> tuple[float, float, float]:
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return (
+            cpu_seconds(self._pids[0]),
+            cpu_seconds(self._pids[1]),
+            children.ru_utime + children.ru_stime,
+        )
+
+    def start(self) -> None:
+        # The trees as they are under the load's start (gunicorn's and granian's workers).
+        self._pids = (process_tree(self._roots[0]), process_tree(self._roots[1]))
+        self._before = self._now()
+
+    def shares(self, result: WrkResult, seconds: float) -> CpuShares:
+        requests = max(result.requests_per_second * seconds, 1.0)
+        server, front, load = (
+            (after - before) * 1e6 / requests
+            for before, after in zip(self._before, self._now(), strict=True)
+        )
+        return CpuShares(server, front, load)
 
 
 class PeakRss:

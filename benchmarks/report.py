@@ -15,6 +15,7 @@ from targets import HERE, SCENARIOS, TARGETS, python
 
 def scenario_table(results: Results, scenario: str, targets: list[str]) -> str:
     header = ("target", "nginx", "req/s", "p50 ms", "p99 ms", "errors", "peak RSS MiB")
+    header += ("CPU µs/request: server / nginx / wrk",)
     rows = []
     for keepalive in (False, True):
         for name in targets:
@@ -23,7 +24,7 @@ def scenario_table(results: Results, scenario: str, targets: list[str]) -> str:
                 continue
             cell = summarize(runs)
             if isinstance(cell, str):
-                rows.append((name, MODES[keepalive], cell, "", "", "", ""))
+                rows.append((name, MODES[keepalive], cell, "", "", "", "", ""))
                 continue
             rows.append(
                 (
@@ -34,6 +35,7 @@ def scenario_table(results: Results, scenario: str, targets: list[str]) -> str:
                     f"{cell.p99_ms:.2f}",
                     str(cell.errors),
                     f"{cell.peak_rss_mib:.0f}",
+                    f"{cell.server_cpu_us:.1f} / {cell.nginx_cpu_us:.1f} / {cell.load_cpu_us:.1f}",
                 )
             )
     return markdown(header, rows)

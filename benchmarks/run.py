@@ -7,7 +7,8 @@
 Each cell (a target, a scenario, an nginx mode) starts a fresh server with the scenario's
 app, a fresh nginx in front (stock fastcgi_params once without and once with upstream
 keepalive; proxy_pass with keepalive for HTTP servers), checks one response, notes the
-worker's RSS, runs wrk, and samples the server tree's RSS. Rounds run every target in
+worker's RSS, runs wrk, and samples the server tree's RSS and the CPU time that the server,
+nginx and wrk each use per request. Rounds run every target in
 turn, alternating the order, so drift of the machine hits all alike; the tables show
 medians. Numbers are printed, never asserted; the targets of issues 14 and 6 are judged in
 the last tables. --write-results also writes benchmarks/RESULTS.md and results.png.
@@ -27,6 +28,7 @@ from types import FrameType
 
 import chart
 from harness import (
+    CpuMeter,
     PeakRss,
     check,
     nginx,
@@ -82,8 +84,11 @@ def measure(
             if scenario.warmup:
                 wrk(url, WARMUP_SECONDS, connections, scenario.wrk_threads, script)
             seconds = max(args.seconds, scenario.min_seconds)
+            meter = CpuMeter(server.pid, int((directory / "nginx.pid").read_text()))
+            meter.start()
             result = wrk(url, seconds, connections, scenario.wrk_threads, script)
-        return Measurement(result, rss.peak, idle)
+            cpu = meter.shares(result, seconds)
+        return Measurement(result, rss.peak, idle, cpu)
     finally:
         shutil.rmtree(directory, ignore_errors=True)
 

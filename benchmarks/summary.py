@@ -11,7 +11,7 @@ import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from harness import WrkResult
+from harness import CpuShares, WrkResult
 
 MiB = 1024 * 1024
 MODES = {False: "new conn", True: "keepalive"}
@@ -20,11 +20,13 @@ MODES = {False: "new conn", True: "keepalive"}
 @dataclass(frozen=True)
 class Measurement:
     """One wrk run against one started server: the peak RSS of the server's tree under the
-    load, and its worker's RSS after the one check request that came before the load."""
+    load, its worker's RSS after the one check request that came before the load, and the
+    CPU per request of the server, nginx and wrk under the load."""
 
     wrk: WrkResult
     peak_rss_bytes: int
     idle_worker_rss_bytes: int
+    cpu: CpuShares
 
 
 #: (scenario, target, keepalive) → one entry per round: a Measurement, or why it did not
@@ -42,6 +44,10 @@ class Summary:
     errors: int
     peak_rss_mib: float
     idle_worker_rss_mib: float
+    #: Medians of CPU µs per request: the server's tree, nginx, wrk.
+    server_cpu_us: float
+    nginx_cpu_us: float
+    load_cpu_us: float
     rounds: int
 
 
@@ -57,6 +63,9 @@ def summarize(runs: list[Measurement | str]) -> Summary | str:
         errors=sum(m.wrk.errors for m in done),
         peak_rss_mib=max(m.peak_rss_bytes for m in done) / MiB,
         idle_worker_rss_mib=max(m.idle_worker_rss_bytes for m in done) / MiB,
+        server_cpu_us=statistics.median(m.cpu.server_us for m in done),
+        nginx_cpu_us=statistics.median(m.cpu.nginx_us for m in done),
+        load_cpu_us=statistics.median(m.cpu.load_us for m in done),
         rounds=len(done),
     )
 
