@@ -51,6 +51,7 @@ COMPILED_MODULES = [
         "server/aio",
         "server/aio_connection",
         "server/aio_channel",
+        "server/aio_handover",
         "server/aio_inline",
         # the adapters (not adapters/channel: mypyc cannot subclass OSError)
         "adapters/params",
