@@ -19,6 +19,7 @@ COMPILED_MODULES = [
         # the sans-I/O protocol core
         "protocol/client_connection",
         "protocol/connection",
+        "protocol/request_input",
         "protocol/constants",
         "protocol/errors",
         "protocol/events",

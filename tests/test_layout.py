@@ -1,4 +1,5 @@
-"""The package's shape: the protocol core stays free of I/O, and what we ship is complete."""
+"""The package's shape: the protocol core stays free of I/O, classes stay small, and what we
+ship is complete."""
 
 from __future__ import annotations
 
@@ -80,6 +81,37 @@ def test_the_server_package_has_no_import_cycle() -> None:
 
     cycles = sorted(name for name in graph if reaches(name, name, set()))
     assert not cycles, f"import cycles through {cycles}"
+
+
+#: Issue 14's "no class over ~150 lines" for the packages every request runs through,
+#: held within a tenth of it: a class that grows past this has more than one job.
+MAX_CLASS_LINES = 165
+
+
+def class_lengths(source: str) -> dict[str, int]:
+    """Lines of each class in ``source``, its decorators and docstring included."""
+    return {
+        node.name: (node.end_lineno or node.lineno) - node.lineno + 1
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.ClassDef)
+    }
+
+
+def test_the_class_length_check_counts_every_line() -> None:
+    """Positive control: a class's body, nested blocks and docstring all count."""
+    source = 'class A:\n    """Doc."""\n\n    def f(self):\n        if 1:\n            pass\n'
+    assert class_lengths(source) == {"A": 6}
+
+
+@pytest.mark.parametrize("package", ["protocol", "server"])
+def test_no_class_is_over_about_150_lines(package: str) -> None:
+    long = {
+        f"{module.name}:{name}": length
+        for module in sorted(PACKAGE.joinpath(package).glob("*.py"))
+        for name, length in class_lengths(module.read_text()).items()
+        if length > MAX_CLASS_LINES
+    }
+    assert not long, f"classes over {MAX_CLASS_LINES} lines in {package}/: {long}; split them"
 
 
 def test_py_typed_is_shipped() -> None:

@@ -9,12 +9,14 @@ WATCH_AFTER_SECONDS (records that come meanwhile, a multiplexed request or an AB
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable
 from typing import Final
 
 from ..adapters.response import timed_out
+from .core import CoreRequest
 from .lifecycle import TICK_SECONDS
 from .monitor import Monitor
 from .thread_channel import ThreadChannel
@@ -63,7 +65,7 @@ class ThreadClock:
 
     def _visit(self, connection: ThreadedConnection, now: float) -> None:
         monitor = self._monitor
-        for request in connection.tick(now):
+        for request in _run_deadlines(connection, now):
             channel = request.handler
             assert isinstance(channel, ThreadChannel)
             if monitor is not None and monitor.replaced_when_stuck:
@@ -82,3 +84,18 @@ class ThreadClock:
             if watch:
                 connection.watched = True
                 self._park(connection)
+
+
+def _run_deadlines(connection: ThreadedConnection, now: float) -> list[CoreRequest]:
+    """Run the connection core's deadlines that ``now`` has passed; wake the owner if the
+    connection must close. The requests past the request timeout are returned (a 504 each)."""
+    with connection.lock:
+        core = connection.core
+        if connection.closed or now < core.next_deadline:
+            return []
+        expired = core.tick(now)
+        close = core.should_close
+    connection.writer.flush(connection)
+    if close:
+        connection.shutdown(socket.SHUT_RDWR)  # the owner (or the poller) sees EOF and closes
+    return expired

@@ -175,19 +175,6 @@ class ThreadedConnection(Turns):
 
     # -- closing -------------------------------------------------------------------------------
 
-    def tick(self, now: float) -> list[CoreRequest]:
-        """The clock's visit: run the core's deadlines; wake the owner if it must close."""
-        with self.lock:
-            core = self.core
-            if self.closed or now < core.next_deadline:
-                return []
-            expired = core.tick(now)
-            close = core.should_close
-        self.writer.flush(self)
-        if close:
-            self.shutdown(socket.SHUT_RDWR)  # the owner (or the poller) sees EOF and closes
-        return expired
-
     def after_read(self) -> None:
         """A read started requests while the owner is in the app: the pool runs them."""
         self.host.submit(self._run_pending)
