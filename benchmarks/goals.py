@@ -100,6 +100,25 @@ def judge(goal: Goal, ours: Summary, theirs: Summary | None) -> tuple[str, str, 
     return f"{ratio:.2f}x", f">= {goal.bound:.1f}x", _verdict(ratio >= goal.bound)
 
 
+def round_ratios(ours: list[Measurement | str], theirs: list[Measurement | str]) -> list[float]:
+    """ours/theirs req/s round by round (the rounds alternate the targets' order, so each
+    round's pair ran minutes apart at most), for the rounds where both ran."""
+    return [
+        mine.wrk.requests_per_second / peer.wrk.requests_per_second
+        for mine, peer in zip(ours, theirs, strict=False)
+        if isinstance(mine, Measurement) and isinstance(peer, Measurement)
+        if peer.wrk.requests_per_second > 0
+    ]
+
+
+def _spread(ratios: list[float]) -> str:
+    """How far the rounds' own ratios range: near a target, a median means little when this
+    is wide (this 2-core machine's rounds differ by up to 40%)."""
+    if len(ratios) < 2:
+        return ""
+    return f" ({min(ratios):.2f} to {max(ratios):.2f} by round)"
+
+
 def _verdict(ok: bool) -> str:
     return "pass" if ok else "FAIL"
 
@@ -116,7 +135,16 @@ def _row(goal: Goal, results: Results) -> tuple[str, ...] | None:
     theirs = summarize(theirs_runs) if goal.theirs else None
     if isinstance(ours, str) or isinstance(theirs, str):
         return label, mode, "-", "-", "n/a (not run)"
-    return label, mode, *judge(goal, ours, theirs)
+    measured, wanted, verdict = judge(goal, ours, theirs)
+    if goal.metric == "rps":
+        measured += _spread(round_ratios(ours_runs, theirs_runs))
+    return label, mode, measured, wanted, verdict
+
+
+_READING = (
+    "A ratio is of the medians' req/s; in brackets, the lowest and highest of the rounds' own "
+    "ratios (each round runs the targets one after the other, in alternating order).\n\n"
+)
 
 
 def goals_section(results: Results) -> str:
@@ -128,5 +156,6 @@ def goals_section(results: Results) -> str:
             passed = sum(row[-1] == "pass" for row in rows)
             table = markdown(("target", "nginx", "measured", "wanted", "result"), rows)
             parts.append(f"### Targets (issue {issue}): {passed} of {len(rows)} pass\n\n")
+            parts.append(_READING)
             parts.append(table + "\n\n")
     return "".join(parts)
