@@ -74,14 +74,32 @@ def recording_signals(inbox: SignalInbox, who: str) -> Iterator[None]:
         inbox.close()
 
 
+class _BeforeFork:
+    """The parent's signal mask from before its last fork: what leave_parent puts back in
+    the child (a copy of the parent at the fork, this included)."""
+
+    mask: set[int | signal.Signals] = set()  # noqa: RUF012 - one per process, set at each fork
+
+
 def fork_with_ready_pipe(child_main: Callable[[int], int]) -> tuple[int, int]:
     """Fork a child that runs ``child_main(ready_write)`` and exits with what it returns;
-    the parent gets the child's pid and the pipe's read end."""
+    the parent gets the child's pid and the pipe's read end.
+
+    Every signal is blocked across the fork, and in the child until leave_parent has put
+    its handling in place: a signal sent at once to a new child (a TTOU right after the
+    TTIN that started it) would otherwise meet the parent's recording handler in the child,
+    which records it where nobody looks, or be dropped by CPython if leave_parent resets
+    that handler before it runs. Blocked, it waits, and then meets the child's own handling
+    (the SIGTERM of a worker not serving yet: the default, which ends it)."""
     ready_read, ready_write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child's coverage is collected by its own exit
-        os.close(ready_read)
-        os._exit(child_main(ready_write))
+    _BeforeFork.mask = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+    try:
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child's coverage is collected by its own exit
+            os.close(ready_read)
+            os._exit(child_main(ready_write))
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, _BeforeFork.mask)  # the parent's again
     os.close(ready_write)
     return pid, ready_read
 
@@ -89,7 +107,8 @@ def fork_with_ready_pipe(child_main: Callable[[int], int]) -> tuple[int, int]:
 def leave_parent(
     inbox: SignalInbox, ignored: Iterable[signal.Signals], siblings: Iterable[Forked]
 ) -> None:
-    """In the forked child: the parent's signal handling and its pipes are not the child's."""
+    """In the forked child: the parent's signal handling and its pipes are not the child's.
+    The signals fork_with_ready_pipe blocked are let through once its own handling is set."""
     inbox.restore()
     for signum in ignored:
         signal.signal(signum, signal.SIG_IGN)
@@ -97,6 +116,7 @@ def leave_parent(
     for sibling in siblings:
         if sibling.ready_fd >= 0:
             os.close(sibling.ready_fd)
+    signal.pthread_sigmask(signal.SIG_SETMASK, _BeforeFork.mask)
 
 
 def wait_for_events(
