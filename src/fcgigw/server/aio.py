@@ -71,6 +71,12 @@ class AsyncServer:
 
     # -- requests --------------------------------------------------------------------------
 
+    def new_future(self) -> asyncio.Future[None]:
+        """A future on the serving loop, for a request that waits (for its body, for the
+        transport to drain): the loop serve() kept, since in Python 3.11 each
+        get_running_loop() costs a getpid() system call."""
+        return (self._loop or asyncio.get_running_loop()).create_future()
+
     def start_request(self, channel: AsyncChannel) -> None:
         # The task leaves _tasks at the end of _run rather than by a done callback, which
         # would cost a loop callback per request.

@@ -38,6 +38,8 @@ class ChannelTransport(Protocol):
 
     def after_core(self) -> None: ...
 
+    def new_future(self) -> asyncio.Future[None]: ...
+
 
 class AsyncChannel:
     """One request on a FastCGIProtocol (implements core.RequestHandler and the ASGI
@@ -144,7 +146,7 @@ class AsyncChannel:
         chunks = self._queue(stream)
         request = self.request
         while not chunks and stream not in request.ended and not request.aborted:
-            self._waiter = asyncio.get_running_loop().create_future()
+            self._waiter = self._transport.new_future()
             await self._waiter
         if chunks:
             chunk = chunks.popleft()

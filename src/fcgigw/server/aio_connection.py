@@ -32,6 +32,8 @@ class ConnectionHost(TypingProtocol):
 
     def start_request(self, channel: AsyncChannel) -> None: ...
 
+    def new_future(self) -> asyncio.Future[None]: ...
+
 
 class FastCGIProtocol(asyncio.Protocol):
     """One connection from the web server."""
@@ -168,9 +170,12 @@ class FastCGIProtocol(asyncio.Protocol):
     async def drain(self) -> None:
         """Wait while the transport's buffer is over its high-water mark."""
         if self._writing_paused and not self.core.lost:
-            waiter = asyncio.get_running_loop().create_future()
+            waiter = self.host.new_future()
             self._drain_waiters.append(waiter)
             await waiter
+
+    def new_future(self) -> asyncio.Future[None]:
+        return self.host.new_future()
 
     def input_buffered(self, size: int) -> None:
         self._unread_bytes += size
