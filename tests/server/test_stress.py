@@ -163,11 +163,15 @@ class Client:
             streams[int.from_bytes(records[2:4], "big")].append(bytes(records[:size]))
             del records[:size]
         doomed = rng.choice(reqs) if rng.random() < 0.3 else None
+        idle_seen = False  # all requests begun so far had all their records sent
         while pending := [rid for rid, left in streams.items() if left]:
             record = streams[rid := rng.choice(pending)].pop(0)
             if record[1] == RecordType.BEGIN_REQUEST:  # the others may all have ended
+                # Once they may have, a stop may close the connection: this request and
+                # every later one may find it closing (the server drops their records).
                 begun = [req for req in reqs if req.rid != rid and f"{req.rid}:1" in conn.trace]
-                conn.reqs[rid].after_idle = bool(begun) and not any(streams[r.rid] for r in begun)
+                idle_seen |= bool(begun) and not any(streams[r.rid] for r in begun)
+                conn.reqs[rid].after_idle = idle_seen
             conn.trace.append(f"{rid}:{record[1]}")
             conn.outbox += record
             if doomed is not None and rid == doomed.rid and rng.random() < 0.2:

@@ -150,8 +150,11 @@ class ConnectionCore:
     # -- input -----------------------------------------------------------------------------
 
     def receive(self, data: bytes, now: float) -> None:
-        """Feed what the socket gave: bytes, or b"" when the peer closed its side (§3.5)."""
-        if self.lost:
+        """Feed what the socket gave: bytes, or b"" when the peer closed its side (§3.5).
+        Once the core has decided to close (a stop, §5.1), what comes is dropped unread, as
+        the close would drop it: a request that came after the last one ended, while the
+        backend was closing, is not started only to be cut off mid-body."""
+        if self.should_close:
             return
         self.life.received(data, now)
         protocol = self.protocol
