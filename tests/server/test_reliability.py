@@ -735,6 +735,31 @@ def test_peers_that_leave_before_the_response_are_logged_quietly(served: Served)
     assert request(served.address, "/hello").status == 200
 
 
+def test_a_reset_mid_record_is_not_logged_as_the_web_servers_mistake(served: Served) -> None:
+    """A web server whose connection is reset (it crashed, or its client left and it
+    aborted hard) in the middle of an upload's record: the connection is gone, quietly, as
+    a reset mid-response is. Only a peer that *closes* inside a record broke the protocol
+    (§3.5), and that is still said, naming the peer."""
+    peers = {}
+    for how in ("reset", "close"):
+        sock = connect(served.address)
+        exchange = Exchange(sock)
+        params = tuple(build_params("POST", f"/echo?{how}-mid-record", body_length=1000))
+        exchange.send(RequestStarted(1, Role.RESPONDER, False, params))
+        # A STDIN record of 1000 bytes (§3.3), of which 100 come.
+        sock.sendall(bytes((1, RecordType.STDIN, 0, 1, 0x03, 0xE8, 0, 0)) + b"x" * 100)
+        served.server.wait_for_log(f"echo called {how}-mid-record")
+        peers[how] = f"127.0.0.1:{sock.getsockname()[1]}"
+        if how == "reset":
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\1\0\0\0\0\0\0\0")
+        sock.close()
+        served.server.wait_for_log(f"/echo?{how}-mid-record")  # its access line: it ended
+    log = served.server.log()
+    assert f"closing connection from {peers['close']}: connection closed inside a record" in log
+    assert f"from {peers['reset']}:" not in log
+    assert request(served.address, "/hello").status == 200
+
+
 @pytest.mark.xfail(
     _translator_refuses(b"\xb2"),
     strict=True,

@@ -62,6 +62,7 @@ class ConnectionReader:
         """Read once and feed the core, then give the turn back; False if ``block`` is off
         and nothing had come."""
         data: bytes | None = None
+        failed = False
         try:
             if not block:
                 data = recv_fitted(connection.sock, socket.MSG_DONTWAIT)
@@ -70,12 +71,17 @@ class ConnectionReader:
         except BlockingIOError:
             pass
         except OSError:
-            data = b""
+            # A reset, or the socket closed under us: the connection is gone, and it is no
+            # EOF (§3.5) to be judged as one ("closed inside a record"); as the asyncio
+            # backend's connection_lost does.
+            failed = True
         finally:
             with connection.lock:
                 self.reading = False
                 now = _monotonic()
-                if data is not None:
+                if failed:
+                    connection.core.lose()
+                elif data is not None:
                     connection.core.receive(data, now)
                 elif block:
                     connection.core.tick(now)  # a held END_REQUEST's quiet time is over
@@ -86,7 +92,7 @@ class ConnectionReader:
             connection.writer.flush(connection)
         if waiting:
             connection.after_read()
-        return data is not None or block
+        return data is not None or failed or block
 
     def read_body(
         self, connection: TurnConnection, channel: ThreadChannel, stream: RecordType, size: int
