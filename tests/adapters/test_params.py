@@ -6,11 +6,13 @@ Request: GET /app/foo/bar?x=1&y=a%20b&z=%2F&u=%C3%A9 with the app mounted at /ap
 from __future__ import annotations
 
 import asyncio
+import random
 import wsgiref.util
 
 import pytest
 from memory_channels import AsyncMemoryChannel, MemoryChannel
 
+from fcgigw.adapters import params as params_module
 from fcgigw.adapters.asgi import build_scope, run_asgi
 from fcgigw.adapters.params import (
     SCOPE_PARAMS,
@@ -517,3 +519,42 @@ def test_each_request_gets_its_own_values_where_the_last_one_had_others() -> Non
         environ = wsgi_environ(params)
         for name, value in params:
             assert environ[name.decode()] == value.decode("latin-1")
+
+
+@pytest.mark.parametrize("base", [None, {"wsgi.version": (1, 0), "wsgi.run_once": False}])
+def test_requests_that_share_their_names_each_get_their_own_environ(
+    base: dict[str, object] | None,
+) -> None:
+    """A web server sends the same names in the same order, request after request, and the
+    translator starts from the last such environ then. Every request still gets exactly
+    what it would alone: its own values, none of the last one's, whether its names match
+    the last request's or not (fewer, more, repeated, dropped, reordered)."""
+    shapes = [
+        [
+            b"REQUEST_METHOD",
+            b"REQUEST_URI",
+            b"SCRIPT_NAME",
+            b"PATH_INFO",
+            b"QUERY_STRING",
+            b"CONTENT_LENGTH",
+            b"CONTENT_TYPE",
+            b"HTTP_HOST",
+            b"HTTP_COOKIE",
+            b"SERVER_PORT",
+            b"HTTPS",
+            b"HTTP_TRANSFER_ENCODING",
+            b"SERVER_NAME",
+        ],
+        [b"REQUEST_METHOD", b"REQUEST_URI", b"SCRIPT_NAME", b"PATH_INFO", b"QUERY_STRING"],
+        [b"REQUEST_METHOD", b"HTTP_COOKIE", b"HTTP_COOKIE", b"PATH_INFO", b"PATH_INFO"],
+        [b"REQUEST_METHOD", b"HTTP_PROXY", b"HTTP_CONTENT_LENGTH", b"wsgi.input", b"HTTP_HOST"],
+        [b"PATH_INFO", b"REQUEST_METHOD", b"QUERY_STRING", b"SCRIPT_NAME", b"REQUEST_URI"],
+    ]
+    values = [b"", b"0", b"12", b"on", b"/a", b"/a/b", b"x=1", b"POST", b"h:81", b"k=v"]
+    rng = random.Random(1)
+    for _ in range(400):
+        names = shapes[rng.choice((0, 0, 0, 1, 1, 2, 3, 4))]
+        params = [(name, rng.choice(values)) for name in names]
+        environ = wsgi_environ(params, "", base)
+        params_module._LAST_ENVIRON.clear()  # made alone: nothing remembered
+        assert environ == wsgi_environ(params, "", base), params

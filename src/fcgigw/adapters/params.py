@@ -249,14 +249,62 @@ def _as_tuple(params: Pairs) -> tuple[tuple[bytes, bytes], ...]:
     return params if type(params) is tuple else tuple(params)
 
 
+#: The last request's environ before the CGI fix-ups below, with what it was made from:
+#: (base, the raw names in order, their str names, the dict). A request with the same names
+#: in the same order -- a web server sends the same ones, request after request -- starts
+#: from a copy of it: a dict of its final size at once, each param a replaced value, where
+#: a copy of ``base`` grows by some twenty insertions and resizes. Only made from params
+#: with no name repeated or dropped, so that every key it holds is set again. One tuple
+#: replaced whole: threads that race on it cost a miss, never a wrong key.
+_EnvironShape = tuple[dict[str, Any] | None, tuple[bytes, ...], tuple[str, ...], dict[str, Any]]
+_LAST_ENVIRON: Final[list[_EnvironShape]] = []
+
+
+def _same_names(pairs: tuple[tuple[bytes, bytes], ...], names: tuple[bytes, ...]) -> bool:
+    if len(pairs) != len(names):
+        return False
+    for position in range(len(names)):  # noqa: SIM110 (all() would be a generator, compiled)
+        if pairs[position][0] != names[position]:
+            return False
+    return True
+
+
 def wsgi_environ(
     params: Pairs, root_path: str = "", base: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """The CGI part of a PEP 3333 environ (latin-1 str values) plus ``wsgi.url_scheme``,
     added to a copy of ``base`` (the adapter's constants: copying them first costs less than
     adding them after, which resizes the dict once more)."""
-    environ: dict[str, Any] = base.copy() if base is not None else {}
     pairs = _as_tuple(params)
+    shape = _LAST_ENVIRON[0] if _LAST_ENVIRON else None
+    if shape is not None and shape[0] is base and _same_names(pairs, shape[1]):
+        environ = shape[3].copy()
+        names = shape[2]
+        for position in range(len(pairs)):
+            environ[names[position]] = _decoded_value(position, pairs[position][1])
+    else:
+        environ = _params_environ(pairs, base)
+    path_info = environ.get("PATH_INFO")
+    environ["SCRIPT_NAME"], environ["PATH_INFO"] = split_script_path(
+        environ.get("SCRIPT_NAME"),
+        path_info,
+        root_path,
+        mount_point=path_info is None and is_mount_point(environ.get),
+    )
+    _normalise_body_headers(environ)
+    scheme = url_scheme(environ.get("HTTPS"), environ.get("REQUEST_SCHEME"))
+    environ["wsgi.url_scheme"] = scheme
+    _fill_required(environ, scheme)
+    return environ
+
+
+def _params_environ(
+    pairs: tuple[tuple[bytes, bytes], ...], base: dict[str, Any] | None
+) -> dict[str, Any]:
+    """A copy of ``base`` with the params added, each name once; remembered in _LAST_ENVIRON
+    if no name was repeated or dropped."""
+    environ: dict[str, Any] = base.copy() if base is not None else {}
+    names: list[str] = []
     for position in range(len(pairs)):
         raw_name, raw_value = pairs[position]
         _, name, kind, _, _ = _known_name(position, raw_name)
@@ -270,17 +318,11 @@ def wsgi_environ(
                 value = previous + ("; " if name == "HTTP_COOKIE" else ", ") + value
         # §6.3: other repeats come from overlapping server config: the last one wins.
         environ[name] = value
-    path_info = environ.get("PATH_INFO")
-    environ["SCRIPT_NAME"], environ["PATH_INFO"] = split_script_path(
-        environ.get("SCRIPT_NAME"),
-        path_info,
-        root_path,
-        mount_point=path_info is None and is_mount_point(environ.get),
-    )
-    _normalise_body_headers(environ)
-    scheme = url_scheme(environ.get("HTTPS"), environ.get("REQUEST_SCHEME"))
-    environ["wsgi.url_scheme"] = scheme
-    _fill_required(environ, scheme)
+        names.append(name)
+    base_size = len(base) if base is not None else 0
+    if len(names) == len(pairs) and len(environ) == base_size + len(names):
+        raw_names = tuple([pair[0] for pair in pairs])
+        _LAST_ENVIRON[:] = [(base, raw_names, tuple(names), environ.copy())]
     return environ
 
 
