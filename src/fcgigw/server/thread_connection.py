@@ -184,10 +184,17 @@ class ThreadedConnection(Turns):
         return bool(self._pending) and self.inline_since > 0
 
     def shutdown(self, how: int) -> None:
-        try:
-            self.sock.shutdown(how)
-        except OSError:
-            pass
+        """Wake whoever waits on the socket (another thread, deciding it must close). Under
+        the lock, and only while it is open: ``close`` marks it closed under the lock first,
+        so a late shutdown cannot reach the descriptor once the kernel has given its number
+        to a connection accepted since. (shutdown() does not block.)"""
+        with self.lock:
+            if self.closed:
+                return
+            try:
+                self.sock.shutdown(how)
+            except OSError:
+                pass
 
     def close(self) -> None:
         """Close the socket (idempotent; only the owner calls it); see close_socket."""
