@@ -11,6 +11,7 @@ records after END_REQUEST are seen. A failure gives the seed and the command tha
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import re
@@ -40,6 +41,8 @@ GRACEFUL_SECONDS = 5
 RELOADS = 3
 SLACK_FDS = 4  # and 2 threads, as in test_reliability: a leak grows with the load
 TAG = re.compile(rb"@\d{8}@")
+#: The lines of faulthandler's dump (see Phase.dump_stacks).
+_STACK_LINE = re.compile(r"(Fatal Python error|Thread 0x|Current thread 0x|  File \")")
 
 
 def pattern(tag: bytes, size: int) -> bytes:
@@ -58,6 +61,22 @@ class Phase:
     episodes: int = 0
     failures: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    stacks_dumped: bool = False
+
+    def dump_stacks(self) -> None:
+        """A client hangs: every server process writes its threads' stacks to the log
+        (faulthandler on SIGABRT, enabled by PYTHONFAULTHANDLER) and dies, once. With the
+        connection still open, they show who waits for what."""
+        with self.lock:
+            if self.stacks_dumped:
+                return
+            self.stacks_dumped = True
+        pid = self.server.process.pid
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        for worker in [int(child) for child in children] or [pid]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(worker, signal.SIGABRT)
+        time.sleep(1)
 
     def take_episode(self) -> bool:
         with self.lock:
@@ -235,6 +254,8 @@ class Client:
             try:
                 episode()
             except (AssertionError, Hang, ProtocolError, OSError) as error:
+                if isinstance(error, Hang):
+                    self.phase.dump_stacks()
                 what = f"{episode.__name__} #{number}: {type(error).__name__}: {error}"
                 with self.phase.lock:
                     self.phase.failures.append(f"client {self.number}, {what}")
@@ -320,7 +341,7 @@ def stress(interface: str, mode: str, tmp_path: Path) -> None:
     args = ["--request-body-memory-bytes", str(BODY_MEMORY_BYTES)]
     args += ["--graceful-timeout-seconds", str(GRACEFUL_SECONDS)]
     args += ["--workers", "2"] if mode == "reload" else []
-    env = child_environment() | {"TMPDIR": str(tmpdir)}
+    env = child_environment() | {"TMPDIR": str(tmpdir), "PYTHONFAULTHANDLER": "1"}
     with run_fcgigw(*args, f"stressapps:{interface}", env=env) as server:
         pid = server.process.pid
         if mode == "reload":
@@ -331,10 +352,11 @@ def stress(interface: str, mode: str, tmp_path: Path) -> None:
         phase.deadline += LOAD_SECONDS
         print(load(phase, tmpdir))
         if phase.failures:
-            log = [
-                line for line in server.log().splitlines() if " WARNING " in line or "clos" in line
-            ]
-            raise AssertionError("\n".join([*phase.failures[:10], "server log:", *log[:10]]))
+            lines = server.log().splitlines()
+            log = [line for line in lines if " WARNING " in line or "clos" in line][:10]
+            if phase.stacks_dumped:
+                log += ["stacks:", *[line for line in lines if _STACK_LINE.match(line)][:300]]
+            raise AssertionError("\n".join([*phase.failures[:10], "server log:", *log]))
 
         def settled() -> bool:
             if os.listdir(tmpdir) or mode == "reload":
