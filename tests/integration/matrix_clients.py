@@ -12,6 +12,7 @@ import socket
 import ssl
 import subprocess
 import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -223,16 +224,19 @@ class CgiReader:
 
 
 def post_while_reading(
-    address: str, target: str, body: bytes, then: str, timeout: float
+    address: str, target: str, body: bytes, then: str, timeout: float, *, pause: float = 0.0
 ) -> tuple[Response, Response]:
     """POST ``body`` to ``target`` and read the response while the body is still being sent,
     as browsers do (http.client sends it all first, and would block on an early answer that
     fills the buffers); then GET ``then`` on the same connection, or on a new one if the
-    server closed it."""
+    server closed it. With ``pause``, the body's second half goes that many seconds after
+    its first, as from a client on a slow link."""
     host, _, port = address.rpartition(":")
     with socket.create_connection((host, int(port)), timeout=timeout) as sock:
         head = f"POST {target} HTTP/1.1\r\nHost: {address}\r\nContent-Length: {len(body)}\r\n\r\n"
-        sender = threading.Thread(target=_send_until_refused, args=(sock, head.encode() + body))
+        half = len(body) // 2
+        parts = (head.encode() + body[:half], body[half:])
+        sender = threading.Thread(target=_send_until_refused, args=(sock, parts, pause))
         sender.start()
         try:
             first, closed = _read_response(sock, "POST")
@@ -253,7 +257,7 @@ def refused_upload(address: str, target: str, body: bytes, timeout: float) -> Re
     head = f"POST {target} HTTP/1.1\r\nHost: {address}\r\nTransfer-Encoding: chunked\r\n\r\n"
     with socket.create_connection((host, int(port)), timeout=timeout) as sock:
         data = head.encode() + encoded + b"0\r\n\r\n"
-        sender = threading.Thread(target=_send_until_refused, args=(sock, data))
+        sender = threading.Thread(target=_send_until_refused, args=(sock, (data,)))
         sender.start()
         try:
             return _read_response(sock, "POST")[0]
@@ -261,9 +265,12 @@ def refused_upload(address: str, target: str, body: bytes, timeout: float) -> Re
             sender.join(timeout)
 
 
-def _send_until_refused(sock: socket.socket, data: bytes) -> None:
+def _send_until_refused(sock: socket.socket, parts: Sequence[bytes], pause: float = 0.0) -> None:
     try:
-        sock.sendall(data)
+        for index, part in enumerate(parts):
+            if index:
+                time.sleep(pause)
+            sock.sendall(part)
     except OSError:
         pass  # the server answered and closed without reading the rest: allowed
 

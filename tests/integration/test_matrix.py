@@ -310,6 +310,8 @@ def test_https_listener_gives_the_https_scheme(target: Target) -> None:
 # -- request bodies --------------------------------------------------------------------------
 
 BODY = hashlib.sha256(b"matrix").digest() * (5 * 1024 * 1024 // 32)  # 5 MiB
+#: A pause in a client's upload: longer than fcgigw's wait for nginx's body and its clock tick.
+CLIENT_PAUSE_SECONDS = 1.0
 FORM = b"name=caf%C3%A9&n=2"
 #: form: (method, body, chunked): each way a request says how long its body is
 BODIES = {
@@ -459,6 +461,22 @@ def test_large_early_response_then_the_next_request(target: Target) -> None:
         response, after = post_while_reading(target.stack.http, url, BODY, then, TIMEOUT)
     assert (response.status, response.body) == (413, b"x" * size)
     assert after.status == 200
+    assert Seen(json.loads(after.body), target.interface).query == "after=early"
+
+
+@matrix(http=True, include=answers_early("paused"))
+def test_early_response_while_the_client_pauses_its_upload(target: Target) -> None:
+    """The app answers at once; the client's upload pauses halfway for longer than fcgigw
+    waits for nginx's body (which stops once answered). The other servers go on sending it,
+    and failed when fcgigw ended the request during the pause: Caddy answered 502, Apache
+    cut the response short, HAProxy left the next request hanging."""
+    assert target.stack.http is not None
+    url, then = target.url("/early?size=100"), target.url("/echo?after=early")
+    response, after = post_while_reading(
+        target.stack.http, url, BODY, then, TIMEOUT, pause=CLIENT_PAUSE_SECONDS
+    )
+    assert (response.status, response.body) == (413, b"x" * 100)
+    assert after.status == 200, after
     assert Seen(json.loads(after.body), target.interface).query == "after=early"
 
 

@@ -3,7 +3,7 @@
 every time rather than only when the timing is right:
 
 - nginx stops sending the request body as soon as the response has begun, and then waits
-  for FCGI_END_REQUEST;
+  for FCGI_END_REQUEST, while HAProxy goes on sending it at the pace of the client's upload;
 - mod_fcgid and Caddy send the whole request body before they read any of the response.
 
 The app is matrixapps' ``/early``: it answers 413 without reading the body. fcgigw now
@@ -31,6 +31,8 @@ RECORD_BYTES = 32768  # what nginx sends per STDIN record (web-servers.md §2)
 #: Seconds without progress after which a peer gives up: a correct gateway answers or reads
 #: on within milliseconds; a stuck one never does.
 WAIT_SECONDS = 1.0
+#: A pause in a client's upload, longer than nginx's quiet time and the clock's tick.
+CLIENT_PAUSE_SECONDS = 1.0
 
 
 def record(kind: int, content: bytes = b"") -> bytes:
@@ -48,8 +50,9 @@ def params(pairs: dict[str, str]) -> bytes:
     return record(PARAMS, encoded) + record(PARAMS)
 
 
-def request_head(path: str, query: str, keep_conn: bool) -> bytes:
-    """BEGIN_REQUEST and PARAMS for ``POST path?query`` with a BODY_BYTES body."""
+def request_head(path: str, query: str, keep_conn: bool, software: str) -> bytes:
+    """BEGIN_REQUEST and PARAMS for ``POST path?query`` with a BODY_BYTES body, from the
+    server whose SERVER_SOFTWARE is ``software``."""
     begin = record(BEGIN_REQUEST, struct.pack("!HB5x", RESPONDER, int(keep_conn)))
     return begin + params(
         {
@@ -59,6 +62,7 @@ def request_head(path: str, query: str, keep_conn: bool) -> bytes:
             "QUERY_STRING": query,
             "CONTENT_LENGTH": str(BODY_BYTES),
             "SERVER_PROTOCOL": "HTTP/1.1",
+            "SERVER_SOFTWARE": software,
         }
     )
 
@@ -113,12 +117,31 @@ def test_peer_that_stops_sending_the_body_once_answered_gets_end_request(
 ) -> None:
     """nginx: a record of the body, then (as the app answers at once) no more of it."""
     with connect(app) as sock:
-        sock.sendall(request_head("/early", "size=100", keep_conn) + next(body_records()))
+        head = request_head("/early", "size=100", keep_conn, "nginx/1.22.1")
+        sock.sendall(head + next(body_records()))
         records = Records(sock)
         if not records.read_until(STDOUT, WAIT_SECONDS):
             # The gateway holds its answer back until the body has ended: nginx sends it all.
             for chunk in body_records():
                 sock.sendall(chunk)
+        assert records.read_until(END_REQUEST, WAIT_SECONDS), records.kinds
+
+
+@pytest.mark.parametrize("keep_conn", [False, True], ids=["close", "keep-conn"])
+def test_peer_whose_client_pauses_gets_end_request_after_the_whole_body(
+    app: RunningProcess, keep_conn: bool
+) -> None:
+    """HAProxy (Apache, Caddy too): the body goes on after the response, at the pace of the
+    client's upload, which pauses for longer than nginx's quiet time. END_REQUEST waits for
+    the body's end: HAProxy 2.6 leaves the client's connection hanging if it comes first."""
+    body = body_records()
+    with connect(app) as sock:
+        sock.sendall(request_head("/early", "size=100", keep_conn, "HAProxy") + next(body))
+        records = Records(sock)
+        assert records.read_until(STDOUT, WAIT_SECONDS), records.kinds
+        assert not records.read_until(END_REQUEST, CLIENT_PAUSE_SECONDS), records.kinds
+        for chunk in body:
+            sock.sendall(chunk)
         assert records.read_until(END_REQUEST, WAIT_SECONDS), records.kinds
 
 
@@ -131,7 +154,7 @@ class Sender(threading.Thread):
 
     def run(self) -> None:
         try:
-            self.sock.sendall(request_head("/early", self.query, False))
+            self.sock.sendall(request_head("/early", self.query, False, "Caddy"))
             for chunk in body_records():
                 self.sock.sendall(chunk)
                 self.records += 1

@@ -32,6 +32,7 @@ from fcgigw.protocol import (
 from fcgigw.server.core import (
     FIRST_RECORD_WAIT_SECONDS,
     INPUT_QUIET_SECONDS,
+    INPUT_STALL_SECONDS,
     ConnectionCore,
     CoreRequest,
     CoreSettings,
@@ -200,18 +201,33 @@ def test_end_request_waits_for_the_rest_of_the_body() -> None:
     assert not harness.core.input_complete
 
 
-def test_a_held_end_request_goes_once_the_body_has_gone_quiet() -> None:
-    """nginx stops sending the body once it has a response, and waits for END_REQUEST."""
+@pytest.mark.parametrize(
+    ("software", "pause"),
+    [
+        (b"nginx/1.22.1", INPUT_QUIET_SECONDS),  # stops sending once answered, and waits
+        (b"OpenResty/1.21.4.1", INPUT_QUIET_SECONDS),
+        (b"HAProxy", INPUT_STALL_SECONDS),  # sends it all: the client's upload paused
+        (b"Apache/2.4.62 (Debian)", INPUT_STALL_SECONDS),
+        (None, INPUT_STALL_SECONDS),  # a server that does not say
+    ],
+)
+def test_a_held_end_request_goes_once_the_body_has_gone_quiet(
+    software: bytes | None, pause: float
+) -> None:
+    """nginx stops sending the body once it has a response, and waits for END_REQUEST: it
+    gets it after a short pause. Any other server's body pauses when the client's upload
+    does, and HAProxy leaves the client hanging if END_REQUEST comes first: a long wait."""
+    params = PARAMS if software is None else (*PARAMS, (b"SERVER_SOFTWARE", software))
     harness = Harness()
     client = harness.client
-    harness.feed(client.send(RequestStarted(1, Role.RESPONDER, True, PARAMS)))
+    harness.feed(client.send(RequestStarted(1, Role.RESPONDER, True, params)))
     request = harness.handlers[0].request
     harness.received(harness.core.finish(request, 0, b"Status: 200 OK\r\n\r\n", T0))
-    assert harness.core.held_deadline == T0 + INPUT_QUIET_SECONDS
+    assert harness.core.held_deadline == T0 + pause
     harness.feed(client.send(InputData(1, b"x")), now=T0 + 0.2)  # still sending: wait on
-    harness.core.tick(T0 + INPUT_QUIET_SECONDS)
+    harness.core.tick(T0 + pause)
     assert harness.received() == []
-    harness.core.tick(T0 + 0.2 + INPUT_QUIET_SECONDS)
+    harness.core.tick(T0 + 0.2 + pause)
     assert harness.received() == [OutputEnd(1), EndRequest(1, 0)]
     assert harness.core.idle
 

@@ -38,7 +38,13 @@ from ..protocol import (
 )
 from ..protocol.events import NeedData
 from .core_life import FIRST_RECORD_WAIT_SECONDS, ConnectionLife
-from .core_request import INPUT_QUIET_SECONDS, CoreRequest, RequestHandler, RequestStarter
+from .core_request import (
+    INPUT_QUIET_SECONDS,
+    INPUT_STALL_SECONDS,
+    CoreRequest,
+    RequestHandler,
+    RequestStarter,
+)
 from .core_requests import RequestTable
 
 logger = logging.getLogger("fcgigw.server")
@@ -46,6 +52,7 @@ logger = logging.getLogger("fcgigw.server")
 __all__ = [
     "FIRST_RECORD_WAIT_SECONDS",
     "INPUT_QUIET_SECONDS",
+    "INPUT_STALL_SECONDS",
     "ConnectionCore",
     "CoreRequest",
     "CoreSettings",

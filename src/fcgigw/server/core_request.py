@@ -8,10 +8,18 @@ from typing import Final, Protocol
 from ..adapters.channel import ClientDisconnected, Params
 from ..protocol import OutputData, RecordType, RequestStarted, Role, ServerConnection
 
-#: After the response, how long the web server's body may pause before END_REQUEST goes out
-#: without the rest of it. h2o 2.2 aborts if END_REQUEST comes while it still sends the body;
-#: nginx stops sending the body once answered (possibly mid-record) and waits for it.
+#: After the response, how long nginx's body may pause before END_REQUEST goes out without
+#: the rest of it: nginx stops sending the body once it has the response (possibly mid-record)
+#: and waits for END_REQUEST.
 INPUT_QUIET_SECONDS: Final = 0.3
+#: The same for every other server. They send the whole body whatever the answer, and pause
+#: when the client's upload does; they fail when END_REQUEST comes first (Caddy answers 502,
+#: Apache cuts the response short, HAProxy leaves the client's next request hanging, h2o
+#: aborts), so only a body silent this long is given up. A server that does not say what it
+#: is gets this too.
+INPUT_STALL_SECONDS: Final = 10.0
+#: SERVER_SOFTWARE of nginx and its forks (as their fastcgi_params send it), lowercased.
+_STOPS_SENDING_ONCE_ANSWERED: Final = (b"nginx", b"openresty", b"angie", b"tengine", b"freenginx")
 
 NEVER: Final = float("inf")
 _FILTER: Final = Role.FILTER
@@ -54,6 +62,7 @@ class CoreRequest:
         "keep_connection",
         "params",
         "quiet_at",
+        "quiet_seconds",
         "request_id",
         "role",
         "started_at",
@@ -81,6 +90,7 @@ class CoreRequest:
         self.done = False  # END_REQUEST sent, or the connection is gone: the id is free
         self.deadline = deadline  # the request timeout
         self.quiet_at = NEVER  # while END_REQUEST is held: when to send it anyway
+        self.quiet_seconds = INPUT_STALL_SECONDS  # how long the body may pause meanwhile
         self.held_status = 0
         self.bytes_sent = 0
         self.status = b""
@@ -123,10 +133,15 @@ class CoreRequest:
             self.done = True
             return self._protocol.end_response(self.request_id, last_stdout, app_status)
         self.held_status = app_status
-        self.quiet_at = now + INPUT_QUIET_SECONDS
+        self.quiet_seconds = input_pause_allowed(self.params)
+        self.quiet_at = now + self.quiet_seconds
         if last_stdout:
             return self._protocol.send(OutputData(self.request_id, last_stdout))
         return b""
+
+    def input_came(self, now: float) -> None:
+        """Input for a held END_REQUEST: the web server is still sending, keep holding."""
+        self.quiet_at = now + self.quiet_seconds
 
     def release(self) -> bytes:
         """The held END_REQUEST: the input ended, went quiet, or was aborted."""
@@ -139,3 +154,13 @@ class CoreRequest:
             # Every response fcgigw writes starts with its Status line (header_block).
             self.status = data[8:11]
         self.bytes_sent += len(data)
+
+
+def input_pause_allowed(params: Params) -> float:
+    """How long a request's body may pause once its response is out (see the constants)."""
+    for name, value in params:
+        if name == b"SERVER_SOFTWARE":
+            if value.lower().startswith(_STOPS_SENDING_ONCE_ANSWERED):
+                return INPUT_QUIET_SECONDS
+            break
+    return INPUT_STALL_SECONDS

@@ -6,13 +6,7 @@ from __future__ import annotations
 from typing import Final
 
 from ..protocol import InputData, InputEnd, RequestStarted, Role, ServerConnection
-from .core_request import (
-    INPUT_QUIET_SECONDS,
-    NEVER,
-    CoreRequest,
-    RequestHandler,
-    RequestStarter,
-)
+from .core_request import NEVER, CoreRequest, RequestHandler, RequestStarter
 
 _AUTHORIZER: Final = Role.AUTHORIZER
 
@@ -50,7 +44,7 @@ class RequestTable:
         if request is None or request.aborted:
             return
         if request.finished:
-            request.quiet_at = now + INPUT_QUIET_SECONDS  # still sending: keep holding
+            request.input_came(now)  # still sending: keep holding
             return  # the response is out; the rest of the input is read and dropped
         assert request.handler is not None
         request.handler.feed(event.data, event.stream)
@@ -134,7 +128,8 @@ class RequestTable:
         expired: list[CoreRequest] = []
         for request in list(self.requests.values()):
             if now >= request.quiet_at:
-                # nginx stopped sending the body once answered: end without the rest.
+                # nginx stopped sending the body once answered (or another server's body
+                # stalled): end without the rest.
                 self._release(request)
             elif now >= request.deadline and not request.finished:
                 request.deadline = NEVER
