@@ -406,6 +406,21 @@ def test_streamed_response(target: Target) -> None:
         assert response.read() == RELEASED
 
 
+#: The start of HAProxy's own 500 page, which it answers when it fails a request itself.
+HAPROXY_500 = b"<html><body><h1>500 Internal Server Error</h1>"
+
+
+def after_early_answer(target: Target, response: Response, again: Callable[[], Response]) -> Seen:
+    """The request after an early answer, which must reach the app. HAProxy 2.6 now and then
+    answers it with its own 500 without passing it on (termination state IH, an internal
+    error; about one pair in 2,000 on a loaded machine): README note 15. That answer is let
+    through once, and the request made ``again``."""
+    if target.variant.profile.server == "haproxy" and response.body.startswith(HAPROXY_500):
+        response = again()
+    assert response.status == 200, response
+    return Seen(json.loads(response.body), target.interface)
+
+
 # Early answers: these hung behind nginx (which stops sending the body once answered) and
 # behind mod_fcgid and Caddy (which send the whole body before reading) until fcgigw ended
 # the request when nginx's body went quiet and read while it wrote; behind HAProxy, Apache and
@@ -419,20 +434,24 @@ def test_early_response_before_the_body_is_read_then_keep_alive(target: Target) 
     """The app answers 413 without reading a 5 MiB body (WSGI: a list of one item); the
     next request on the same client connection (and, where the server keeps them, FastCGI
     connection) works."""
+    then = target.url("/echo?after=early")
     with contextlib.closing(target.client()) as client:
         response = client.request("POST", target.url("/early"), body=BODY)
         assert (response.status, response.body) == (413, TOO_LARGE)
-        seen = target.echo("/echo?after=early", client=client)
+        after = client.request("GET", then)
+        seen = after_early_answer(target, after, lambda: client.request("GET", then))
     assert seen.query == "after=early"
 
 
 @matrix()
 def test_streamed_early_response_then_keep_alive(target: Target) -> None:
     """The same with a body the WSGI app yields (as Flask and Django return theirs)."""
+    then = target.url("/echo?after=early")
     with contextlib.closing(target.client()) as client:
         response = client.request("POST", target.url("/early?size=100"), body=BODY)
         assert (response.status, response.body) == (413, b"x" * 100)
-        seen = target.echo("/echo?after=early", client=client)
+        after = client.request("GET", then)
+        seen = after_early_answer(target, after, lambda: client.request("GET", then))
     assert seen.query == "after=early"
 
 
@@ -449,8 +468,8 @@ def test_large_early_response_then_the_next_request(target: Target) -> None:
     else:
         response, after = post_while_reading(target.stack.http, url, BODY, then, TIMEOUT)
     assert (response.status, response.body) == (413, b"x" * size)
-    assert after.status == 200
-    assert Seen(json.loads(after.body), target.interface).query == "after=early"
+    seen = after_early_answer(target, after, lambda: target.fetch("GET", "/echo?after=early"))
+    assert seen.query == "after=early"
 
 
 @matrix(http=True)
@@ -465,8 +484,8 @@ def test_early_response_while_the_client_pauses_its_upload(target: Target) -> No
         target.stack.http, url, BODY, then, TIMEOUT, pause=CLIENT_PAUSE_SECONDS
     )
     assert (response.status, response.body) == (413, b"x" * 100)
-    assert after.status == 200, after
-    assert Seen(json.loads(after.body), target.interface).query == "after=early"
+    seen = after_early_answer(target, after, lambda: target.fetch("GET", "/echo?after=early"))
+    assert seen.query == "after=early"
 
 
 # -- connections -----------------------------------------------------------------------------
