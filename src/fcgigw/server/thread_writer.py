@@ -46,21 +46,24 @@ class ConnectionWriter:
     def send_output(
         self, connection: TurnConnection, request: CoreRequest, data: bytes, stream: RecordType
     ) -> None:
-        """STDOUT (raises ClientDisconnected once the request cannot answer) or STDERR."""
+        """STDOUT (raises ClientDisconnected once the request cannot answer) or STDERR.
+        What the core queued for others (a held END_REQUEST) goes out either way."""
+        gone: ClientDisconnected | None = None
         with connection.lock:
             self._take_turn(connection)
             core = connection.core
             try:
                 if stream is _STDOUT:
-                    output = core.data_to_send() + request.output(data)
+                    records = request.output(data)
                 else:
-                    output = core.data_to_send() + request.error_output(data)
-            except ClientDisconnected:
-                self.writing = False
-                connection.wake()
-                raise
-            reading_too = core.input_pending
+                    records = request.error_output(data)
+            except ClientDisconnected as error:
+                gone, records = error, b""
+            output = core.data_to_send() + records
+            reading_too = core.input_pending and gone is None
         self._send_and_release(connection, output, reading_too)
+        if gone is not None:
+            raise gone
 
     def finish(
         self, connection: TurnConnection, request: CoreRequest, app_status: int, last_stdout: bytes
