@@ -53,10 +53,8 @@ class ConnectionWriter:
             self._take_turn(connection)
             core = connection.core
             try:
-                if stream is _STDOUT:
-                    records = request.output(data)
-                else:
-                    records = request.error_output(data)
+                is_stdout = stream is _STDOUT
+                records = request.output(data) if is_stdout else request.error_output(data)
             except ClientDisconnected as error:
                 gone, records = error, b""
             output = core.data_to_send() + records
