@@ -280,10 +280,14 @@ def test_a_replacement_that_cannot_start_keeps_the_running_pool() -> None:
         master.reload(broken, "the running one keeps serving")
         served = get(master.addresses["a"])
         assert (served["site"], served["pid"]) == ("a1", str(pool_a))
-        # Fixed: the next SIGHUP starts it.
-        offset = master.reload(pools_text({"a": "a3"}, master.addresses), "pool a: process")
-        master.pool_pid("a", offset)
-        assert get(master.addresses["a"])["site"] == "a3"
+        # Fixed: the next SIGHUP starts it, and the old one stops. Until that one has stopped
+        # accepting, a request may still reach it: polled, as the SIGHUP test above does.
+        text = pools_text({"a": "a3"}, master.addresses)
+        offset = master.reload(text, "stopping the process it replaces")
+        assert master.pool_pid("a", offset) != pool_a
+        deadline = time.monotonic() + TIMEOUT
+        while get(master.addresses["a"])["site"] != "a3":
+            assert time.monotonic() < deadline, "the replacement never serves"
 
 
 def test_sigusr2_replaces_every_pool() -> None:
