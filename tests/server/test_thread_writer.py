@@ -20,7 +20,7 @@ from fcgigw.protocol import (
     RequestStarted,
     Role,
 )
-from fcgigw.server.core import ConnectionCore
+from fcgigw.server.core import ConnectionCore, CoreRequest
 from fcgigw.server.thread_turns import Turns
 from fcgigw.server.thread_writer import ConnectionWriter
 
@@ -58,19 +58,26 @@ class Connection:
         pass
 
 
-def test_a_held_end_request_queued_meanwhile_goes_out_with_an_aborted_requests_write() -> None:
-    """Request 1 finished before its body ended, so its END_REQUEST was held; the body's end
-    came and the core queued it. Request 2 was aborted and its app writes once more, which
-    raises: the queued END_REQUEST must go out all the same. It was taken from the queue and
-    dropped, and the web server waited for request 1 forever."""
+def end_request_queued_beside_a_second_request() -> tuple[Harness, CoreRequest]:
+    """Requests 1 and 2 on one kept connection; request 1 finished before its body ended,
+    then the body's end came, so the core has queued its END_REQUEST (nobody flushed it)."""
     harness = Harness()
     client = harness.client
     for request_id in (1, 2):
         harness.feed(client.send(RequestStarted(request_id, Role.RESPONDER, True, PARAMS)))
     first, second = (handler.request for handler in harness.handlers)
     harness.received(harness.core.finish(first, 0, b"Status: 200 OK\r\n\r\n", T0))
-    harness.feed(client.send(InputEnd(1)))  # queues request 1's END_REQUEST
-    harness.feed(client.send(AbortRequest(2)))
+    harness.feed(client.send(InputEnd(1)))
+    return harness, second
+
+
+def test_a_held_end_request_queued_meanwhile_goes_out_with_an_aborted_requests_write() -> None:
+    """Request 1 finished before its body ended, so its END_REQUEST was held; the body's end
+    came and the core queued it. Request 2 was aborted and its app writes once more, which
+    raises: the queued END_REQUEST must go out all the same. It was taken from the queue and
+    dropped, and the web server waited for request 1 forever."""
+    harness, second = end_request_queued_beside_a_second_request()
+    harness.feed(harness.client.send(AbortRequest(2)))
     ours, web_server = socket.socketpair()
     with ours, web_server:
         connection = Connection(harness.core, ours)
@@ -85,13 +92,7 @@ def test_a_held_end_request_queued_meanwhile_goes_out_with_an_aborted_requests_w
 def test_a_write_sends_what_the_core_queued_first() -> None:
     """Records leave in the order the core made them: the queued END_REQUEST of request 1,
     then request 2's output."""
-    harness = Harness()
-    client = harness.client
-    for request_id in (1, 2):
-        harness.feed(client.send(RequestStarted(request_id, Role.RESPONDER, True, PARAMS)))
-    first, second = (handler.request for handler in harness.handlers)
-    harness.received(harness.core.finish(first, 0, b"Status: 200 OK\r\n\r\n", T0))
-    harness.feed(client.send(InputEnd(1)))
+    harness, second = end_request_queued_beside_a_second_request()
     ours, web_server = socket.socketpair()
     with ours, web_server:
         connection = Connection(harness.core, ours)
