@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,9 +53,57 @@ def free_port() -> int:
     raise RuntimeError(f"no free port in {first}..{first + PORTS_PER_WORKER - 1}")
 
 
+#: The directories short_tempdir() made in this process, removed when the session ends.
+_made_dirs: list[str] = []
+
+#: Directories h2o makes in /tmp whatever TMPDIR says (its spawned app's socket,
+#: neverbleed's) and leaves behind when it stops.
+H2O_TEMP_PATTERNS = ("h2o.fcgisock.*", "openssl-privsep.*")
+
+
 def short_tempdir() -> str:
-    """A temporary directory with a short path (Unix socket paths must stay under 108 bytes)."""
-    return tempfile.mkdtemp(prefix="fcgigw-", dir="/tmp")
+    """A temporary directory with a short path (Unix socket paths must stay under 108 bytes),
+    removed at the end of the test session (remove_temporary_dirs)."""
+    path = tempfile.mkdtemp(prefix="fcgigw-", dir="/tmp")
+    _made_dirs.append(path)
+    return path
+
+
+def remove_temporary_dirs() -> None:
+    """Remove what short_tempdir() made: by then every process a test started has stopped."""
+    while _made_dirs:
+        shutil.rmtree(_made_dirs.pop(), ignore_errors=True)
+
+
+def _remove_dead_socket_dirs(directories: Iterable[Path], wait: float = 2.0) -> None:
+    """Remove each directory whose Unix sockets all refuse connections: one left by a
+    stopped server, not one another test's running server still listens in. A helper of
+    the stopped server may take a moment to exit (h2o's neverbleed daemon): waits ``wait``
+    seconds at most for it."""
+    waiting = set(directories)
+    deadline = time.monotonic() + wait
+    while waiting:
+        for directory in list(waiting):
+            try:
+                sockets = [path for path in directory.iterdir() if path.is_socket()]
+            except FileNotFoundError:  # removed by another xdist worker's test
+                sockets = []
+            if not sockets or not any(_accepts(path) for path in sockets):
+                waiting.discard(directory)
+                if sockets:
+                    shutil.rmtree(directory, ignore_errors=True)
+        if time.monotonic() > deadline:
+            return
+        time.sleep(0.05)
+
+
+def _accepts(path: Path) -> bool:
+    with socket.socket(socket.AF_UNIX) as sock:
+        try:
+            sock.connect(str(path))
+        except OSError:
+            return False
+        return True
 
 
 def wait_until_connectable(address: str, process: subprocess.Popen[bytes] | None = None) -> None:
@@ -379,8 +427,14 @@ def run_h2o(conf_text: str, env: dict[str, str] | None = None) -> Iterator[Runni
     binary = h2o_binary()
     if binary is None:
         raise RuntimeError("h2o is not installed")
-    with _run_web_server(conf_text, "h2o.conf", [binary, "-c"], env=env) as running:
-        yield running
+    tmp = Path("/tmp")
+    before = {path for pattern in H2O_TEMP_PATTERNS for path in tmp.glob(pattern)}
+    try:
+        with _run_web_server(conf_text, "h2o.conf", [binary, "-c"], env=env) as running:
+            yield running
+    finally:
+        made = {path for pattern in H2O_TEMP_PATTERNS for path in tmp.glob(pattern)} - before
+        _remove_dead_socket_dirs(made)
 
 
 @contextlib.contextmanager

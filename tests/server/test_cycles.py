@@ -22,7 +22,7 @@ import pytest
 from servers import REPO, child_environment
 
 SCRIPT = r"""
-import gc, json, logging, os, socket, sys, tempfile, threading, time
+import gc, json, logging, os, shutil, socket, sys, tempfile, threading, time
 
 from fcgigw.client import FastCGIClient, build_params
 from fcgigw.config import Config
@@ -105,6 +105,7 @@ ours = sorted(
     if type(o).__module__.startswith("fcgigw")
 )
 print(json.dumps({"open": open_connections(), "garbage": len(gc.garbage), "ours": ours}))
+shutil.rmtree(os.path.dirname(path), ignore_errors=True)
 sys.stdout.flush()
 os._exit(0)
 """
