@@ -7,6 +7,9 @@ the first segment of the path below the mount point:
 - ``/stream?release=FILE``: ``first``, then, once FILE exists, ``released`` (or ``timed out``
   after ten seconds), so a test sees whether the first chunk reaches it before the app ends.
   It sends ``X-Accel-Buffering: no``, as streaming apps do for nginx (sse-starlette does);
+- ``/endless?mark=FILE&seconds=S``: a line of ``x`` every 10 ms for S seconds (twenty if
+  not given); when it ends it writes FILE: ``stopped`` if the server stopped it (the client
+  hung up), else ``finished``. Also sent with ``X-Accel-Buffering: no``;
 - ``/redirect``: an explicit ``302`` with a Location built from the mount point, and a body;
 - ``/early?size=N``: ``413`` without reading the request body (web-servers.md §2): TOO_LARGE
   (for WSGI a list of one item, as simple apps return), or N bytes of ``x`` in 64 KiB parts;
@@ -37,12 +40,17 @@ REDIRECTED = b"moved to the echo page\n"
 TOO_LARGE = b"request body not wanted\n"
 METHOD_BODY = b"method body\n"
 EARLY_PART_BYTES = 65536
+ENDLESS_LINE = b"x" * 1023 + b"\n"
+ENDLESS_PAUSE_SECONDS = 0.01
+ENDLESS_SECONDS = 20.0
+STOPPED, FINISHED = b"stopped", b"finished"
+STREAMING_HEADERS = [("Content-Type", "text/plain"), ("X-Accel-Buffering", "no")]
 
 
-def _release_file(query: str) -> str:
+def _query_value(query: str, wanted: str) -> str:
     for part in query.split("&"):
         name, _, value = part.partition("=")
-        if name == "release":
+        if name == wanted:
             return value
     return ""
 
@@ -65,10 +73,32 @@ def _route(path_info: str) -> str:
 
 
 def _wsgi_stream(environ: dict[str, Any], start_response: StartResponse) -> Iterator[bytes]:
-    release = _release_file(environ.get("QUERY_STRING", ""))
-    start_response("200 OK", [("Content-Type", "text/plain"), ("X-Accel-Buffering", "no")])
+    release = _query_value(environ.get("QUERY_STRING", ""), "release")
+    start_response("200 OK", STREAMING_HEADERS)
     yield FIRST
     yield RELEASED if _released(release) else TIMED_OUT
+
+
+def _endless_deadline(query: str) -> float:
+    return time.monotonic() + float(_query_value(query, "seconds") or ENDLESS_SECONDS)
+
+
+def _wsgi_endless(environ: dict[str, Any], start_response: StartResponse) -> Iterator[bytes]:
+    """Until the server closes the iterable (PEP 3333), which it does when the client is
+    gone: GeneratorExit at the ``yield``."""
+    query = environ.get("QUERY_STRING", "")
+    mark = _query_value(query, "mark")
+    start_response("200 OK", STREAMING_HEADERS)
+    outcome = STOPPED
+    try:
+        deadline = _endless_deadline(query)
+        while time.monotonic() < deadline:
+            yield ENDLESS_LINE
+            time.sleep(ENDLESS_PAUSE_SECONDS)
+        outcome = FINISHED
+    finally:
+        with open(mark, "wb") as file:
+            file.write(outcome)
 
 
 def _wsgi_redirect(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
@@ -116,6 +146,7 @@ def _wsgi_method(environ: dict[str, Any], start_response: StartResponse) -> Iter
 WSGI_ROUTES = {
     "echo": testapps.echo,
     "stream": _wsgi_stream,
+    "endless": _wsgi_endless,
     "redirect": _wsgi_redirect,
     "early": _wsgi_early,
     "method": _wsgi_method,
@@ -130,17 +161,38 @@ def wsgi_app(environ: dict[str, Any], start_response: StartResponse) -> Iterable
 
 # -- ASGI ---------------------------------------------------------------------------------
 
+ASGI_STREAMING_HEADERS = [(b"content-type", b"text/plain"), (b"x-accel-buffering", b"no")]
+
 
 async def _start(send: Send, status: int, headers: list[tuple[bytes, bytes]]) -> None:
     await send({"type": "http.response.start", "status": status, "headers": headers})
 
 
 async def _asgi_stream(scope: dict[str, Any], receive: Receive, send: Send) -> None:
-    release = _release_file(scope["query_string"].decode("latin-1"))
-    await _start(send, 200, [(b"content-type", b"text/plain"), (b"x-accel-buffering", b"no")])
+    release = _query_value(scope["query_string"].decode("latin-1"), "release")
+    await _start(send, 200, ASGI_STREAMING_HEADERS)
     await send({"type": "http.response.body", "body": FIRST, "more_body": True})
     released = await asyncio.get_running_loop().run_in_executor(None, _released, release)
     await send({"type": "http.response.body", "body": RELEASED if released else TIMED_OUT})
+
+
+async def _asgi_endless(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+    """Until ``send`` raises, as the ASGI spec has it do once the client is gone (an
+    OSError)."""
+    query = scope["query_string"].decode("latin-1")
+    mark = _query_value(query, "mark")
+    await _start(send, 200, ASGI_STREAMING_HEADERS)
+    outcome = STOPPED
+    try:
+        deadline = _endless_deadline(query)
+        while time.monotonic() < deadline:
+            await send({"type": "http.response.body", "body": ENDLESS_LINE, "more_body": True})
+            await asyncio.sleep(ENDLESS_PAUSE_SECONDS)
+        outcome = FINISHED
+    finally:
+        with open(mark, "wb") as file:
+            file.write(outcome)
+    await send({"type": "http.response.body", "body": b""})
 
 
 async def _asgi_redirect(scope: dict[str, Any], receive: Receive, send: Send) -> None:
@@ -182,6 +234,7 @@ async def _asgi_method(scope: dict[str, Any], receive: Receive, send: Send) -> N
 ASGI_ROUTES = {
     "echo": asgiapps.echo,
     "stream": _asgi_stream,
+    "endless": _asgi_endless,
     "redirect": _asgi_redirect,
     "early": _asgi_early,
     "method": _asgi_method,

@@ -22,6 +22,8 @@ from urllib.parse import unquote_to_bytes
 from fcgigw.client.cgi import parse_cgi_response
 
 TIMEOUT = 20
+#: How long a client waits for a server that sends nothing until the app ends, then leaves.
+HANG_UP_AFTER_SECONDS = 0.5
 Headers = Sequence[tuple[str, str]]
 
 
@@ -246,6 +248,22 @@ def post_while_reading(
             return first, _get(sock, address, then)
     with socket.create_connection((host, int(port)), timeout=timeout) as sock:
         return first, _get(sock, address, then)
+
+
+def hang_up_mid_response(address: str, target: str, *, streams: bool, timeout: float) -> None:
+    """GET ``target``, and close the connection once part of the body came (``streams``) or,
+    from a server that sends nothing until the app has finished, after a moment."""
+    host, _, port = address.rpartition(":")
+    with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+        sock.sendall(f"GET {target} HTTP/1.1\r\nHost: {address}\r\n\r\n".encode())
+        if not streams:
+            time.sleep(HANG_UP_AFTER_SECONDS)
+            return
+        received = b""
+        while not received.partition(b"\r\n\r\n")[2]:  # the head, and some of the body
+            data = sock.recv(65536)
+            assert data, f"closed before the body: {received!r}"
+            received += data
 
 
 def refused_upload(address: str, target: str, body: bytes, timeout: float) -> Response:

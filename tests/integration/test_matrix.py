@@ -16,6 +16,7 @@ import hashlib
 import json
 import re
 import shutil
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -28,11 +29,12 @@ from matrix_clients import (
     Client,
     Headers,
     Response,
+    hang_up_mid_response,
     post_while_reading,
     refused_upload,
 )
 from matrix_servers import Stack, Stacks
-from matrixapps import FIRST, REDIRECTED, RELEASED, TOO_LARGE
+from matrixapps import FINISHED, FIRST, REDIRECTED, RELEASED, STOPPED, TOO_LARGE
 from servers import short_tempdir
 
 from fcgigw.diagnostics import server_docs
@@ -404,6 +406,40 @@ def test_streamed_response(target: Target) -> None:
         assert response.readline() == FIRST
         release.touch()
         assert response.read() == RELEASED
+
+
+#: How soon the app must learn that the client hung up (it would go on for twenty seconds).
+HANG_UP_NOTICED_SECONDS = 10.0
+#: How long the app streams behind a server that buffers the response (and never notices).
+BUFFERED_ENDLESS_SECONDS = 2.0
+
+
+@matrix(http=True)
+def test_a_client_that_hangs_up_mid_response_stops_the_app(target: Target) -> None:
+    """The app streams a line every 10 ms for twenty seconds; the client reads the start
+    and hangs up. The web server then closes its FastCGI connection (web-servers.md §2:
+    none sends ABORT_REQUEST), and fcgigw stops the app (WSGI: closes its iterable; ASGI:
+    ``send`` raises) instead of letting it stream into the void, then serves the next
+    request. A server that buffers the whole response (lighttpd's default) does not notice
+    the client leave: the app runs to its end, as README note 6 says."""
+    marks = target.stack.shared_dir / f"marks-{uuid.uuid4().hex}"
+    marks.mkdir()
+    marks.chmod(0o777)  # mod_fcgid's app runs as www-data
+    mark = marks / "endless"
+    streams = target.variant.streams
+    query = f"mark={mark}" if streams else f"mark={mark}&seconds={BUFFERED_ENDLESS_SECONDS}"
+    assert target.stack.http is not None
+    hang_up_mid_response(
+        target.stack.http, target.url(f"/endless?{query}"), streams=streams, timeout=TIMEOUT
+    )
+    deadline = time.monotonic() + HANG_UP_NOTICED_SECONDS
+    while not mark.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.05)  # the app's write of the mark, begun, has ended
+    assert mark.exists(), f"the app was still streaming {HANG_UP_NOTICED_SECONDS} s after"
+    assert mark.read_bytes() == (STOPPED if streams else FINISHED)
+    assert target.echo("/echo/after").path == "/echo/after"
+    shutil.rmtree(marks, ignore_errors=True)
 
 
 #: The start of HAProxy's own 500 page, which it answers when it fails a request itself.
