@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from fcgigw.client import build_params
+from fcgigw.client import FastCGIClient, build_params
 from fcgigw.protocol import (
     NEED_DATA,
     AbortRequest,
@@ -24,6 +24,7 @@ from fcgigw.protocol import (
     RecordType,
     RequestStarted,
     Role,
+    build_record,
 )
 
 READ_TIMEOUT = 10.0  # a wait for the server longer than this is a hang
@@ -154,3 +155,26 @@ class Conn:
         if reset and self.sock.fileno() >= 0:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, RST)
         self.sock.close()
+
+
+def post_read_to_its_length(address: str, path: str, body: bytes) -> tuple[bytes, list[object]]:
+    """POST ``body`` (with its CONTENT_LENGTH) as mod_fcgid and HAProxy send an HTTP/2
+    client's upload: an empty STDIN record before it and amid it, and the empty record
+    after it only once the response has come. Returns the response's STDOUT, which must
+    come without that record, and the events after it was sent."""
+    empty = build_record(RecordType.STDIN, 1)
+    half = len(body) // 2
+    with FastCGIClient(address, timeout=READ_TIMEOUT) as client:
+        client.begin(build_params("POST", path, body_length=len(body)), keep_connection=True)
+        client.send_raw(empty + build_record(RecordType.STDIN, 1, body[:half]) + empty)
+        client.send_raw(build_record(RecordType.STDIN, 1, body[half:]))
+        stdout = b""
+        while not stdout.rstrip().endswith(b"}"):  # the echo app's JSON, whole
+            event = client.next_event()
+            assert isinstance(event, OutputData), event
+            stdout += event.data
+        client.send_raw(empty)
+        after = []
+        while not isinstance(event := client.next_event(), EndRequest):
+            after.append(event)
+        return stdout, [*after, event]

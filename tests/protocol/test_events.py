@@ -31,4 +31,5 @@ def test_equal_events_hash_alike() -> None:
 
 def test_events_print_their_fields() -> None:
     assert repr(AbortRequest(3)) == "AbortRequest(request_id=3)"
-    assert repr(InputEnd(2)) == f"InputEnd(request_id=2, stream={RecordType.STDIN!r})"
+    stdin = RecordType.STDIN
+    assert repr(InputEnd(2)) == f"InputEnd(request_id=2, stream={stdin!r}, at_length=False)"

@@ -375,6 +375,104 @@ def test_filter_gets_stdin_then_data() -> None:
     ]
 
 
+# -- a Responder's body against its CONTENT_LENGTH (§6.2) -----------------------------------
+
+
+def with_length(length: bytes) -> tuple[tuple[bytes, bytes], ...]:
+    return (*PARAMS, (b"CONTENT_LENGTH", length))
+
+
+def stdin_record(request_id: int, data: bytes = b"") -> bytes:
+    return build_record(RecordType.STDIN, request_id, data)
+
+
+def test_empty_stdin_records_before_content_length_are_not_the_end() -> None:
+    """mod_fcgid sends an empty STDIN record for each pause of an HTTP/2 client's upload,
+    then the rest of the body: the body ends with its last promised byte."""
+    sent = with_length(b"9")
+    data = (
+        begin(1, flags=1)
+        + params(1, sent)
+        + stdin_record(1)
+        + stdin_record(1, b"four")
+        + stdin_record(1)
+        + stdin_record(1, b"five!")
+        + stdin_record(1)
+        + begin(2, flags=1)
+    )
+    events, connection = events_all_ways(data)
+    assert events == [
+        RequestStarted(1, Role.RESPONDER, True, sent),
+        InputData(1, b"four"),
+        InputData(1, b"five!"),
+        InputEnd(1, RecordType.STDIN, at_length=True),
+        InputEnd(1),  # the stream's own end, after the body's
+    ]
+    assert connection.input_state(1) is InputState.INPUT_DONE
+    assert connection.input_state(2) is InputState.PARAMS
+
+
+def test_a_body_ends_at_its_length_without_its_empty_record() -> None:
+    """HAProxy 2.6 now and then leaves out the empty record after an HTTP/2 body: the app
+    gets the end of its body anyway, and the connection serves the next request."""
+    sent = with_length(b"5")
+    events, connection = events_all_ways(
+        begin(1, flags=1) + params(1, sent) + stdin_record(1, b"hello")
+    )
+    assert events == [
+        RequestStarted(1, Role.RESPONDER, True, sent),
+        InputData(1, b"hello"),
+        InputEnd(1, at_length=True),
+    ]
+    connection.send(EndRequest(1))
+    connection.receive_data(begin(1, flags=1) + params(1) + stdin(1))
+    assert drain(connection) == [RequestStarted(1, Role.RESPONDER, True, PARAMS), InputEnd(1)]
+
+
+def test_stdin_past_a_complete_body_is_a_protocol_error() -> None:
+    connection = ServerConnection()
+    connection.receive_data(begin(1) + params(1, with_length(b"2")) + stdin_record(1, b"ok"))
+    drain(connection)
+    connection.receive_data(stdin_record(1, b"more"))
+    with pytest.raises(RemoteProtocolError, match="beyond its CONTENT_LENGTH"):
+        connection.next_event()
+
+
+@pytest.mark.parametrize(
+    "length",
+    [b"", b"0", b"-1", b"x", b"99999999999999999999", None],
+    ids=["nginx-get", "zero", "caddy", "junk", "huge", "absent"],
+)
+def test_without_a_usable_length_the_empty_record_ends_the_body(length: bytes | None) -> None:
+    sent = PARAMS if length is None else with_length(length)
+    events, _ = events_all_ways(begin(1) + params(1, sent) + stdin(1, b"body"))
+    assert events == [
+        RequestStarted(1, Role.RESPONDER, False, sent),
+        InputData(1, b"body"),
+        InputEnd(1),
+    ]
+
+
+def test_a_body_longer_than_its_length_ends_at_its_empty_record() -> None:
+    """A record that runs past CONTENT_LENGTH: all of it goes to the app, as before."""
+    sent = with_length(b"3")
+    events, _ = events_all_ways(begin(1) + params(1, sent) + stdin(1, b"abcdef"))
+    assert events[1:] == [InputData(1, b"abcdef"), InputEnd(1)]
+
+
+def test_a_filters_stdin_still_ends_at_its_empty_record() -> None:
+    sent = with_length(b"100")
+    data = begin(1, role=Role.FILTER) + params(1, sent) + stdin(1, b"short")
+    data += build_record(RecordType.DATA, 1)
+    events, _ = events_all_ways(data)
+    assert events == [
+        RequestStarted(1, Role.FILTER, False, sent),
+        InputData(1, b"short"),
+        InputEnd(1),
+        InputEnd(1, RecordType.DATA),
+    ]
+
+
 @pytest.mark.parametrize(
     "data",
     [

@@ -232,6 +232,46 @@ def test_a_held_end_request_goes_once_the_body_has_gone_quiet(
     assert harness.core.idle
 
 
+def test_a_body_whole_by_its_length_ends_for_the_app_before_its_empty_record() -> None:
+    """The app gets the end of its body with the last of CONTENT_LENGTH bytes, but
+    END_REQUEST waits for STDIN's empty record: Caddy writes it only once its client's
+    stream has ended, and answers 502 when the connection closed before it could."""
+    harness = Harness()
+    client = harness.client
+    params = (*PARAMS, (b"CONTENT_LENGTH", b"9"), (b"SERVER_SOFTWARE", b"Caddy"))
+    harness.feed(client.send(RequestStarted(1, Role.RESPONDER, False, params)))
+    harness.feed(client.send(InputData(1, b"four")) + client.send(InputData(1, b"five!")))
+    [handler] = harness.handlers
+    assert (bytes(handler.inputs[RecordType.STDIN]), handler.ended) == (
+        b"fourfive!",
+        [RecordType.STDIN],
+    )
+    data = harness.core.finish(handler.request, 0, b"Status: 200 OK\r\n\r\n", T0)
+    assert harness.received(data) == [OutputData(1, b"Status: 200 OK\r\n\r\n")]
+    assert not harness.core.should_close
+    harness.feed(client.send(InputEnd(1)), now=T0 + 5)
+    assert harness.received() == [OutputEnd(1), EndRequest(1, 0)]
+    assert handler.ended == [RecordType.STDIN]  # the app was told once
+    assert harness.core.should_close
+
+
+def test_a_body_whose_empty_record_never_comes_ends_after_the_stall_wait() -> None:
+    """HAProxy 2.6 now and then sends no empty record after an HTTP/2 body: the app has its
+    body, and END_REQUEST goes once the input has been silent for INPUT_STALL_SECONDS."""
+    harness = Harness()
+    client = harness.client
+    params = (*PARAMS, (b"CONTENT_LENGTH", b"5"), (b"SERVER_SOFTWARE", b"HAProxy"))
+    harness.feed(client.send(RequestStarted(1, Role.RESPONDER, True, params)))
+    harness.feed(client.send(InputData(1, b"hello")))
+    [handler] = harness.handlers
+    assert handler.ended == [RecordType.STDIN]
+    harness.received(harness.core.finish(handler.request, 0, b"Status: 200 OK\r\n\r\n", T0))
+    harness.core.tick(T0 + INPUT_STALL_SECONDS)
+    assert harness.received() == [OutputEnd(1), EndRequest(1, 0)]
+    harness.feed(request_bytes(client, keep=True), now=T0 + INPUT_STALL_SECONDS)
+    assert len(harness.handlers) == 2  # the connection goes on
+
+
 # -- aborts, lost connections, protocol errors -------------------------------------------------
 
 

@@ -70,15 +70,19 @@ class InputData(Event):
 
 
 class InputEnd(Event):
-    """The empty record that ends an input stream (§3.3): the end of the body, whatever
-    CONTENT_LENGTH said."""
+    """The end of an input stream: its empty record (§3.3); and, before it, for a
+    Responder's body, the last of its CONTENT_LENGTH bytes (``at_length``): the body is
+    whole, the stream's empty record still to come."""
 
-    __slots__ = ("request_id", "stream")
-    fields = ("request_id", "stream")
+    __slots__ = ("at_length", "request_id", "stream")
+    fields = ("request_id", "stream", "at_length")
 
-    def __init__(self, request_id: int, stream: RecordType = _STDIN) -> None:
+    def __init__(
+        self, request_id: int, stream: RecordType = _STDIN, at_length: bool = False
+    ) -> None:
         self.request_id: Final = request_id
         self.stream: Final = stream
+        self.at_length: Final = at_length
 
 
 class AbortRequest(Event):

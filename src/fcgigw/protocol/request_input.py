@@ -11,6 +11,7 @@ FCGI_* numbers), routes by a table keyed by record type, and builds enum members
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from typing import Final
 
@@ -42,7 +43,7 @@ from .events import (
     ServerEvent,
 )
 from .framing import RecordConnection
-from .pairs import decode_pairs, encode_pairs
+from .pairs import Pair, decode_pairs, encode_pairs
 from .records import (
     BEGIN_REQUEST_BODY,
     END_REQUEST_BODY,
@@ -59,8 +60,13 @@ _INPUT: Final = Action.INPUT
 _ABORT: Final = Action.ABORT
 _AWAITING_PARAMS: Final = InputState.PARAMS
 _INPUT_DONE: Final = InputState.INPUT_DONE
+_BODY_COMPLETE: Final = InputState.BODY_COMPLETE
+_RESPONDER: Final = Role.RESPONDER
 _ABORTED: Final = InputState.ABORTED
 _STDIN: Final = RecordType.STDIN
+_CONTENT_LENGTH: Final = b"CONTENT_LENGTH"
+#: Longer digit strings are not taken as a length (int() of them would cost for nothing).
+_MAX_LENGTH_DIGITS: Final = 18
 #: ProtocolSettings is frozen, so connections without their own settings can share one (its
 #: construction costs microseconds a connection would otherwise pay).
 _DEFAULT_SETTINGS: Final = ProtocolSettings()
@@ -92,6 +98,17 @@ def get_values_result(content: bytes, settings: ProtocolSettings) -> bytes:
     return build_record(RecordType.GET_VALUES_RESULT, 0, encode_pairs(values))
 
 
+def declared_body_length(pairs: list[Pair]) -> int:
+    """CONTENT_LENGTH in bytes; 0 when absent, empty (nginx's GET) or not digits (Caddy's
+    "-1")."""
+    for name, value in pairs:
+        if name == _CONTENT_LENGTH:
+            if 0 < len(value) <= _MAX_LENGTH_DIGITS and value.isdigit():
+                return int(value)
+            return 0
+    return 0
+
+
 def _null_request_id(record_type: int) -> RemoteProtocolError:
     return RemoteProtocolError(
         f"{RECORD_TYPES[record_type].name} record with the null request id (§3.3)"
@@ -109,6 +126,7 @@ class ActiveRequest:
         "started",
         "state",
         "stderr_used",
+        "stdin_due",
     )
 
     def __init__(self, role: Role, keep_connection: bool) -> None:
@@ -119,6 +137,9 @@ class ActiveRequest:
         self.params: bytes | bytearray = b""
         self.started = False
         self.stderr_used = False
+        #: A Responder's STDIN bytes that CONTENT_LENGTH still promises (see _input); 0 when
+        #: none or unknown.
+        self.stdin_due = 0
         self.state = _AWAITING_PARAMS
         self.accepts = ACCEPTS[role, _AWAITING_PARAMS]
 
@@ -160,7 +181,7 @@ class RequestInput(RecordConnection[ServerEvent]):
             return
         action = request.accepts.get(record_type)
         if action is _INPUT:
-            self._input(request_id, request, record_type, content)
+            _take_input(self._events, request_id, request, record_type, content)
         elif action is _PARAMS:
             self._params(request_id, request, content)
         elif action is _ABORT:
@@ -254,6 +275,8 @@ class RequestInput(RecordConnection[ServerEvent]):
             params = bytes(params)  # pairs are bytes (bytes(bytes) would cost a call for nothing)
         pairs = decode_pairs(params, max_pairs=self.settings.max_params_count)
         request.params = b""
+        if request.role is _RESPONDER:  # a Filter's and an Authorizer's input are read as sent
+            request.stdin_due = declared_body_length(pairs)
         request.started = True
         request.enter(NEXT_STATE[request.role, FCGI_PARAMS])
         self._events.append(
@@ -264,16 +287,6 @@ class RequestInput(RecordConnection[ServerEvent]):
             # that Apache never sends.
             self._events.append(InputEnd(request_id, _STDIN))
 
-    def _input(
-        self, request_id: int, request: ActiveRequest, record_type: int, content: bytes
-    ) -> None:
-        stream = RECORD_TYPES[record_type]
-        if content:
-            self._events.append(InputData(request_id, content, stream))
-            return
-        request.enter(NEXT_STATE[request.role, record_type])
-        self._events.append(InputEnd(request_id, stream))
-
     def _abort(self, request_id: int, request: ActiveRequest) -> None:
         if not request.started:
             # The application never saw this request: answer for it (§5.4 asks for END_REQUEST).
@@ -283,6 +296,51 @@ class RequestInput(RecordConnection[ServerEvent]):
             return
         request.enter(_ABORTED)
         self._events.append(AbortRequest(request_id))
+
+
+def _take_input(
+    events: deque[ServerEvent],
+    request_id: int,
+    request: ActiveRequest,
+    record_type: int,
+    content: bytes,
+) -> None:
+    """An input record the request's state accepts, as events.
+
+    A Responder's body is read against its CONTENT_LENGTH (§6.2), as CGI programs and
+    libfcgi's apps read it, besides the empty record that ends the stream (§3.3): HAProxy
+    2.6 now and then leaves that record out of an HTTP/2 request's body (the app would wait
+    for it forever), and mod_fcgid sends one for every empty piece of a body it reads (an
+    HTTP/2 client's body has one wherever the client paused), then the rest. So the body
+    ends with its last promised byte (InputEnd ``at_length``), and an empty record before
+    that is not its end; the empty record after it is the stream's end (InputEnd), which
+    the server core waits for before END_REQUEST, as the web server may still be writing
+    it. A server whose client went away mid-body (§6.2) closes the connection or aborts
+    the request, which ends it as well."""
+    stream = RECORD_TYPES[record_type]
+    if request.state is _BODY_COMPLETE:
+        if content:
+            raise RemoteProtocolError(
+                f"STDIN for request {request_id} beyond its CONTENT_LENGTH (§6.2)"
+            )
+        request.enter(_INPUT_DONE)  # the empty record of a body that ended at its length
+        events.append(InputEnd(request_id, stream))
+        return
+    if content:
+        events.append(InputData(request_id, content, stream))
+        due = request.stdin_due
+        if due:
+            due -= len(content)
+            request.stdin_due = due
+            if due == 0:
+                request.enter(_BODY_COMPLETE)
+                events.append(InputEnd(request_id, stream, True))
+        return
+    if request.stdin_due > 0 and record_type == FCGI_STDIN:
+        return  # not the end while CONTENT_LENGTH bytes have not come (mod_fcgid's)
+    request.stdin_due = 0
+    request.enter(NEXT_STATE[request.role, record_type])
+    events.append(InputEnd(request_id, stream))
 
 
 _Handler = Callable[[RequestInput, int, int, bytes], None]

@@ -17,6 +17,9 @@ class InputState(Enum):
 
     PARAMS = "PARAMS"
     STDIN = "STDIN"
+    #: A Responder's STDIN brought its CONTENT_LENGTH bytes: the body is whole (InputEnd went
+    #: out), and only the stream's empty record may follow (§6.2).
+    BODY_COMPLETE = "BODY_COMPLETE"
     DATA = "DATA"
     INPUT_DONE = "INPUT_DONE"
     ABORTED = "ABORTED"
@@ -36,7 +39,13 @@ class Action(Enum):
     ABORT = "abort"
 
 
-_RECEIVING: Final = (InputState.PARAMS, InputState.STDIN, InputState.DATA, InputState.INPUT_DONE)
+_RECEIVING: Final = (
+    InputState.PARAMS,
+    InputState.STDIN,
+    InputState.BODY_COMPLETE,
+    InputState.DATA,
+    InputState.INPUT_DONE,
+)
 _REQUEST_INPUT: Final = (RecordType.PARAMS, RecordType.STDIN, RecordType.DATA)
 
 
@@ -50,6 +59,7 @@ def _build_transitions() -> dict[tuple[Role, InputState, int], Action]:
         for record_type in (*_REQUEST_INPUT, RecordType.ABORT_REQUEST):
             table[role, InputState.ABORTED, record_type] = Action.DISCARD
     table[Role.RESPONDER, InputState.STDIN, RecordType.STDIN] = Action.INPUT
+    table[Role.RESPONDER, InputState.BODY_COMPLETE, RecordType.STDIN] = Action.INPUT
     table[Role.FILTER, InputState.STDIN, RecordType.STDIN] = Action.INPUT
     table[Role.FILTER, InputState.DATA, RecordType.DATA] = Action.INPUT
     # §6.3: an Authorizer's input ends with PARAMS; lighttpd still sends an empty STDIN.

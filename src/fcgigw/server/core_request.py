@@ -55,6 +55,7 @@ class CoreRequest:
         "bytes_sent",
         "deadline",
         "done",
+        "end_record_due",
         "ended",
         "finished",
         "handler",
@@ -82,7 +83,10 @@ class CoreRequest:
         self.started_at = now
         #: Input streams of the role (§6): STDIN, and DATA for a Filter.
         self.streams = 2 if started.role is _FILTER else 1
+        #: The input streams whose end the app has seen.
         self.ended: set[RecordType] = set()
+        #: STDIN ended at CONTENT_LENGTH bytes; its empty record is still to come.
+        self.end_record_due = False
         self.handler: RequestHandler | None = None
         self.aborted = False  # ABORT_REQUEST, lost connection or timeout: output is pointless
         self.timed_out = False
@@ -98,7 +102,7 @@ class CoreRequest:
     @property
     def input_ended(self) -> bool:
         """Every input stream of the role has had its empty record."""
-        return len(self.ended) == self.streams
+        return len(self.ended) == self.streams and not self.end_record_due
 
     @property
     def held(self) -> bool:

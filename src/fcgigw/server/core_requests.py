@@ -53,12 +53,22 @@ class RequestTable:
         request = self.requests.get(event.request_id)
         if request is None:
             return
-        request.ended.add(event.stream)
+        stream = event.stream
+        if event.at_length:
+            # The body is whole for the app; the stream's empty record, still to come,
+            # decides when END_REQUEST may go (the web server may be writing it).
+            request.end_record_due = True
+        elif request.end_record_due:  # that empty record: the app had its end already
+            request.end_record_due = False
+            if request.finished and request.input_ended:
+                self._release(request)
+            return
+        request.ended.add(stream)
         if request.finished:
             if request.input_ended:
                 self._release(request)
         elif request.handler is not None and not request.aborted:
-            request.handler.end_input(event.stream)
+            request.handler.end_input(stream)
 
     def abort(self, request_id: int) -> None:
         request = self.requests.get(request_id)
