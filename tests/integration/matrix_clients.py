@@ -266,6 +266,47 @@ def hang_up_mid_response(address: str, target: str, *, streams: bool, timeout: f
             received += data
 
 
+def http2_post(
+    address: str, target: str, parts: Sequence[bytes], *, length: bool, pause: float = 0.0
+) -> tuple[str, Response]:
+    """POST the body ``parts`` over HTTPS with HTTP/2, ``pause`` seconds apart, with a
+    Content-Length if ``length``, else none (HTTP/2 frames a body of unknown length without
+    chunked encoding). curl is the client: http.client speaks no HTTP/2. Returns the HTTP
+    version curl spoke and the response (its headers left out), or, when none came, status
+    0 with curl's error message as the body."""
+    command = ["curl", "--http2", "--insecure", "--silent", "--show-error", "--upload-file", "-"]
+    command += ["--request", "POST", "--write-out", "\n%{http_version} %{http_code}"]
+    if length:
+        command += ["--header", f"Content-Length: {sum(map(len, parts))}"]
+    process = subprocess.Popen(
+        [*command, f"https://{address}{target}"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdin is not None
+    try:
+        for index, part in enumerate(parts):
+            if index:
+                time.sleep(pause)
+            process.stdin.write(part)
+            process.stdin.flush()
+    except BrokenPipeError:
+        pass  # the server answered without the rest (lighttpd's 411)
+    try:
+        out, err = process.communicate(timeout=TIMEOUT)
+    finally:
+        if process.poll() is None:  # no answer in time
+            process.kill()
+            process.communicate()
+    body, _, tail = out.rpartition(b"\n")
+    version, _, status = tail.decode().partition(" ")
+    assert status.isdigit(), f"curl: {err.decode(errors='replace')}"
+    if status == "000":  # no response: what curl says instead
+        return version, Response(0, [], err)
+    return version, Response(int(status), [], body)
+
+
 def refused_upload(address: str, target: str, body: bytes, timeout: float) -> Response:
     """POST ``body`` chunked to ``target`` and read the response while the body is still being
     sent: a server that refuses the body answers and closes without reading it (HAProxy), and

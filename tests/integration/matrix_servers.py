@@ -139,7 +139,7 @@ def nginx(setup: Setup) -> Iterator[Stack]:
         https_port = free_port()
         values = {
             "        listen 127.0.0.1:8080;": "        listen 127.0.0.1:{port};",
-            "        listen 127.0.0.1:8443": f"        listen 127.0.0.1:{https_port} ssl;",
+            "        listen 127.0.0.1:8443": f"        listen 127.0.0.1:{https_port} ssl http2;",
             "        ssl_certificate ": f"        ssl_certificate {setup.cert};",
             "        ssl_certificate_key ": f"        ssl_certificate_key {setup.key};",
             "        server 127.0.0.1:9000;": f"        server {app.address};",
@@ -283,7 +283,8 @@ def haproxy(setup: Setup) -> Iterator[Stack]:
             EXAMPLES / "haproxy.cfg",
             {
                 "    bind 127.0.0.1:8080": "    bind 127.0.0.1:{port}",
-                "    bind 127.0.0.1:8443": f"    bind 127.0.0.1:{https_port} ssl crt {setup.pem()}",
+                "    bind 127.0.0.1:8443": f"    bind 127.0.0.1:{https_port} ssl crt {setup.pem()}"
+                " alpn h2,http/1.1",
                 "    server fcgigw 127.0.0.1:": f"    server fcgigw {app.address} proto fcgi",
                 "    server fcgigw unix@": f"    server fcgigw unix@{socket_path} proto fcgi",
             },

@@ -18,8 +18,9 @@ class RequestBodyTooLarge(Exception):
 
 class InputStream:
     """wsgi.input (over ``channel.read_input``) and fcgi.data (over ``channel.read_data``): a
-    stream as it arrives, ending at its empty record, not at CONTENT_LENGTH (which may be
-    absent, "" or "-1": web-servers.md §6.2), hence wsgi.input_terminated."""
+    stream as it arrives, ending where the protocol core ends it: at its empty record, or
+    with the last of a body's CONTENT_LENGTH bytes (a length that may be absent, "" or
+    "-1": web-servers.md §6.2), hence wsgi.input_terminated."""
 
     __slots__ = ("_buffer", "_ended", "_left", "_read")
 
