@@ -10,6 +10,9 @@ the first segment of the path below the mount point:
 - ``/endless?mark=FILE&seconds=S``: a line of ``x`` every 10 ms for S seconds (twenty if
   not given); when it ends it writes FILE: ``stopped`` if the server stopped it (the client
   hung up), else ``finished``. Also sent with ``X-Accel-Buffering: no``;
+- ``/disconnect?mark=FILE&seconds=S`` (ASGI only): sends nothing and waits for
+  ``http.disconnect`` for S seconds (twenty if not given), then writes FILE:
+  ``disconnected``, or ``timed out``;
 - ``/redirect``: an explicit ``302`` with a Location built from the mount point, and a body;
 - ``/early?size=N``: ``413`` without reading the request body (web-servers.md §2): TOO_LARGE
   (for WSGI a list of one item, as simple apps return), or N bytes of ``x`` in 64 KiB parts;
@@ -44,6 +47,7 @@ ENDLESS_LINE = b"x" * 1023 + b"\n"
 ENDLESS_PAUSE_SECONDS = 0.01
 ENDLESS_SECONDS = 20.0
 STOPPED, FINISHED = b"stopped", b"finished"
+DISCONNECTED = b"disconnected"
 STREAMING_HEADERS = [("Content-Type", "text/plain"), ("X-Accel-Buffering", "no")]
 
 
@@ -195,6 +199,29 @@ async def _asgi_endless(scope: dict[str, Any], receive: Receive, send: Send) -> 
     await send({"type": "http.response.body", "body": b""})
 
 
+async def _asgi_disconnect(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+    """A long poll: the app answers nothing until the client leaves (or the time is up)."""
+    query = scope["query_string"].decode("latin-1")
+    mark = _query_value(query, "mark")
+    seconds = float(_query_value(query, "seconds") or ENDLESS_SECONDS)
+
+    async def disconnect() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+    outcome = TIMED_OUT.strip()
+    try:
+        await asyncio.wait_for(disconnect(), seconds)
+        outcome = DISCONNECTED
+    except asyncio.TimeoutError:
+        pass
+    with open(mark, "wb") as file:
+        file.write(outcome)
+    if outcome != DISCONNECTED:
+        await _start(send, 204, [])
+        await send({"type": "http.response.body", "body": b""})
+
+
 async def _asgi_redirect(scope: dict[str, Any], receive: Receive, send: Send) -> None:
     location = (scope["root_path"] + "/echo/landed").encode()
     await _start(
@@ -235,6 +262,7 @@ ASGI_ROUTES = {
     "echo": asgiapps.echo,
     "stream": _asgi_stream,
     "endless": _asgi_endless,
+    "disconnect": _asgi_disconnect,
     "redirect": _asgi_redirect,
     "early": _asgi_early,
     "method": _asgi_method,

@@ -35,7 +35,16 @@ from matrix_clients import (
     refused_upload,
 )
 from matrix_servers import Stack, Stacks
-from matrixapps import FINISHED, FIRST, REDIRECTED, RELEASED, STOPPED, TOO_LARGE
+from matrixapps import (
+    DISCONNECTED,
+    FINISHED,
+    FIRST,
+    REDIRECTED,
+    RELEASED,
+    STOPPED,
+    TIMED_OUT,
+    TOO_LARGE,
+)
 from servers import short_tempdir
 
 from fcgigw.diagnostics import server_docs
@@ -66,6 +75,9 @@ class Profile:
     # §7: HAProxy answers 400 itself to a chunked body that does not fit in its buffer
     # (tune.bufsize, 16 KiB by default); a smaller one reaches the app with CONTENT_LENGTH
     largest_chunked_upload: int | None = None
+    # §2: only nginx tells the app (it closes the connection) when the client leaves before
+    # any of the response has come; the others let the app run on
+    notices_early_hang_up: bool = False
     # Not in web-servers.md, seen with this matrix: an HTTP/2 body without a Content-Length
     # gets lighttpd's own 411; HAProxy passes one only if it fits in its buffer with the
     # request's headers (16,000 bytes did not)
@@ -77,7 +89,7 @@ class Profile:
     http: bool = True
 
 
-NGINX = Profile("nginx", "nginx", stops_sending_body_once_answered=True)
+NGINX = Profile("nginx", "nginx", stops_sending_body_once_answered=True, notices_early_hang_up=True)
 APACHE_PROXY_FCGI = Profile("apache-proxy-fcgi", "apache-proxy-fcgi", cookie="a=1, b=2")
 APACHE_FCGID = Profile(
     "apache-fcgid", "apache-fcgid", cookie="a=1, b=2", sends_body_before_reading=True
@@ -494,6 +506,38 @@ def test_a_client_that_hangs_up_mid_response_stops_the_app(target: Target) -> No
     time.sleep(0.05)  # the app's write of the mark, begun, has ended
     assert mark.exists(), f"the app was still streaming {HANG_UP_NOTICED_SECONDS} s after"
     assert mark.read_bytes() == (STOPPED if streams else FINISHED)
+    assert target.echo("/echo/after").path == "/echo/after"
+    shutil.rmtree(marks, ignore_errors=True)
+
+
+#: How long the long poll waits behind a server that does not tell it the client left.
+UNNOTICED_WAIT_SECONDS = 2.0
+
+
+@matrix(http=True, interfaces=("asgi",))
+def test_a_client_that_hangs_up_before_the_response_reaches_a_long_poll(target: Target) -> None:
+    """An ASGI long poll waits in ``receive()`` and answers nothing; the client gives up.
+    nginx closes the FastCGI connection, and the app gets ``http.disconnect`` at once (then
+    the next request is served); the other servers go on waiting for the response
+    (web-servers.md §2), so the app learns nothing until it answers."""
+    notices = target.variant.profile.notices_early_hang_up
+    marks = target.stack.shared_dir / f"marks-{uuid.uuid4().hex}"
+    marks.mkdir()
+    marks.chmod(0o777)  # mod_fcgid's app runs as www-data
+    mark = marks / "long-poll"
+    seconds = HANG_UP_NOTICED_SECONDS * 2 if notices else UNNOTICED_WAIT_SECONDS
+    assert target.stack.http is not None
+    hang_up_mid_response(
+        target.stack.http,
+        target.url(f"/disconnect?mark={mark}&seconds={seconds}"),
+        streams=False,  # nothing comes: it waits, then leaves
+        timeout=TIMEOUT,
+    )
+    deadline = time.monotonic() + HANG_UP_NOTICED_SECONDS
+    while not mark.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.05)  # the app's write of the mark, begun, has ended
+    assert mark.read_bytes() == (DISCONNECTED if notices else TIMED_OUT.strip())
     assert target.echo("/echo/after").path == "/echo/after"
     shutil.rmtree(marks, ignore_errors=True)
 
