@@ -11,6 +11,7 @@ import os
 import socket
 import ssl
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -267,38 +268,57 @@ def hang_up_mid_response(address: str, target: str, *, streams: bool, timeout: f
 
 
 def http2_post(
-    address: str, target: str, parts: Sequence[bytes], *, length: bool, pause: float = 0.0
+    address: str,
+    target: str,
+    parts: Sequence[bytes],
+    *,
+    length: bool,
+    pause: float = 0.0,
+    from_file: bool = False,
 ) -> tuple[str, Response]:
     """POST the body ``parts`` over HTTPS with HTTP/2, ``pause`` seconds apart, with a
     Content-Length if ``length``, else none (HTTP/2 frames a body of unknown length without
     chunked encoding). curl is the client: http.client speaks no HTTP/2. Returns the HTTP
     version curl spoke and the response (its headers left out), or, when none came, status
-    0 with curl's error message as the body."""
-    command = ["curl", "--http2", "--insecure", "--silent", "--show-error", "--upload-file", "-"]
-    command += ["--request", "POST", "--write-out", "\n%{http_version} %{http_code}"]
-    if length:
+    0 with curl's error message as the body.
+
+    The parts go down a pipe, and curl ends the stream in a frame of its own once the pipe
+    closes. ``from_file`` has curl read the body from a file instead, at a rate that takes
+    as long as the pauses, ending the stream with the body's last frame, as browsers do."""
+    command = ["curl", "--http2", "--insecure", "--silent", "--show-error", "--request", "POST"]
+    command += ["--write-out", "\n%{http_version} %{http_code}"]
+    if length and not from_file:
         command += ["--header", f"Content-Length: {sum(map(len, parts))}"]
-    process = subprocess.Popen(
-        [*command, f"https://{address}{target}"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    assert process.stdin is not None
-    try:
-        for index, part in enumerate(parts):
-            if index:
-                time.sleep(pause)
-            process.stdin.write(part)
-            process.stdin.flush()
-    except BrokenPipeError:
-        pass  # the server answered without the rest (lighttpd's 411)
-    try:
-        out, err = process.communicate(timeout=TIMEOUT)
-    finally:
-        if process.poll() is None:  # no answer in time
-            process.kill()
-            process.communicate()
+    with tempfile.NamedTemporaryFile() as file:
+        if from_file:
+            file.write(b"".join(parts))
+            file.flush()
+            seconds = max(pause * (len(parts) - 1), 0.1)
+            rate = max(1024, int(sum(map(len, parts)) / seconds))
+            command += ["--upload-file", file.name, "--limit-rate", str(rate)]
+        else:
+            command += ["--upload-file", "-"]
+        process = subprocess.Popen(
+            [*command, f"https://{address}{target}"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        assert process.stdin is not None
+        try:
+            for index, part in enumerate([] if from_file else parts):
+                if index:
+                    time.sleep(pause)
+                process.stdin.write(part)
+                process.stdin.flush()
+        except BrokenPipeError:
+            pass  # the server answered without the rest (lighttpd's 411)
+        try:
+            out, err = process.communicate(timeout=TIMEOUT)
+        finally:
+            if process.poll() is None:  # no answer in time
+                process.kill()
+                process.communicate()
     body, _, tail = out.rpartition(b"\n")
     version, _, status = tail.decode().partition(" ")
     assert status.isdigit(), f"curl: {err.decode(errors='replace')}"
