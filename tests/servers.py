@@ -7,6 +7,7 @@ timeouts, and is stopped by PID when the test ends.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import itertools
 import os
 import shutil
@@ -31,26 +32,48 @@ START_TIMEOUT_SECONDS = 15.0
 
 
 #: Ports handed out by free_port(): below the kernel's ephemeral range (32768 and up on
-#: Linux), where bind(0) and outgoing connections take theirs, and a slice per pytest-xdist
-#: worker, so that a port handed to a server that is still starting cannot be handed to a
-#: test on another worker, nor taken by the kernel, before the server binds it.
-PORTS_START, PORTS_PER_WORKER = 20000, 1500
+#: Linux), where bind(0) and outgoing connections take theirs, and a slice per test process
+#: (each pytest-xdist worker, in this session or in another one running at the same time),
+#: so that a port handed to a server that is still starting cannot be handed to a test in
+#: another process, nor taken by the kernel, before the server binds it.
+PORTS_START, PORT_SLICES = 20000, 16
+PORTS_PER_SLICE = (32768 - PORTS_START) // PORT_SLICES
+#: One lock file per slice: a process owns the slice whose file it has locked until it exits.
+PORT_SLICE_LOCKS = Path(tempfile.gettempdir()) / "fcgigw-test-ports"
 _ports_given = itertools.count()
+_slice: list[int] = []  # [first port, lock fd] once claimed
+
+
+def _first_port_of_own_slice() -> int:
+    """Claim a slice of ports no other test process on this machine holds (flock)."""
+    if not _slice:
+        PORT_SLICE_LOCKS.mkdir(exist_ok=True)
+        for number in range(PORT_SLICES):
+            fd = os.open(PORT_SLICE_LOCKS / str(number), os.O_CREAT | os.O_RDWR, 0o666)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)  # another test process has it
+                continue
+            _slice.extend((PORTS_START + number * PORTS_PER_SLICE, fd))  # fd kept: the lock
+            break
+        else:
+            raise RuntimeError(f"more than {PORT_SLICES} test processes hold port slices")
+    return _slice[0]
 
 
 def free_port() -> int:
-    """An unused TCP port on 127.0.0.1, from this test worker's own slice."""
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:]
-    first = PORTS_START + (int(worker) % 8 if worker.isdigit() else 0) * PORTS_PER_WORKER
-    for _ in range(PORTS_PER_WORKER):
-        port = first + next(_ports_given) % PORTS_PER_WORKER
+    """An unused TCP port on 127.0.0.1, from this test process's own slice."""
+    first = _first_port_of_own_slice()
+    for _ in range(PORTS_PER_SLICE):
+        port = first + next(_ports_given) % PORTS_PER_SLICE
         with socket.socket() as sock:
             try:
                 sock.bind(("127.0.0.1", port))
             except OSError:
                 continue
             return port
-    raise RuntimeError(f"no free port in {first}..{first + PORTS_PER_WORKER - 1}")
+    raise RuntimeError(f"no free port in {first}..{first + PORTS_PER_SLICE - 1}")
 
 
 #: The directories short_tempdir() made in this process, removed when the session ends.
