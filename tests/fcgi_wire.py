@@ -99,6 +99,11 @@ class Conn:
         self.outbox += self.protocol.send(InputData(req.rid, data)) if data else b""
         self.outbox += self.protocol.send(InputEnd(req.rid)) if end else b""
 
+    def stray_empty_record(self, req: Req) -> None:
+        """An empty STDIN record amid a body with a length, as mod_fcgid sends one wherever
+        an HTTP/2 client's upload paused: not the body's end."""
+        self.outbox += build_record(RecordType.STDIN, req.rid)
+
     def abort(self, req: Req) -> None:
         if req.rid in self.protocol.active_requests:  # not once its END_REQUEST is here
             self.outbox += self.protocol.send(AbortRequest(req.rid))

@@ -4,9 +4,10 @@ are accounted for) and with two workers reloaded by SIGHUP under the load.
 
 Each thread picks seeded episodes: kept connections, multiplexed requests with shuffled records,
 ABORT_REQUEST before the PARAMS end, mid-body or mid-response, clients that close or reset, slow
-readers; most uploads spill past --request-body-memory-bytes. Responses carry their request's tag
-(tests/apps/stressapps.py) and ids are never reused on a connection, so bytes under a wrong id and
-records after END_REQUEST are seen. A failure gives the seed and the command that replays it.
+readers; most uploads spill past --request-body-memory-bytes, and some have empty STDIN records
+amid them (mod_fcgid's). Responses carry their request's tag (tests/apps/stressapps.py) and ids
+are never reused on a connection, so bytes under a wrong id and records after END_REQUEST are
+seen. A failure gives the seed and the command that replays it.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ MAX_EPISODES = 1500  # per mode, over all client threads
 CLIENT_THREADS = 6
 BODY_MEMORY_BYTES = 4096
 BODY_SIZES = (0, 100, 3000, 5000, 20_000, 70_000, 200_000)  # most past BODY_MEMORY_BYTES
+#: Before each piece of an upload, the chance of a stray empty STDIN record (mod_fcgid's).
+STRAY_EMPTY_RECORD_CHANCE = 0.1
 GRACEFUL_SECONDS = 5
 RELOADS = 3
 SLACK_FDS = 4  # and 2 threads, as in test_reliability: a leak grows with the load
@@ -110,6 +113,8 @@ class Client:
         if sizes is not BODY_SIZES:
             body = body[: self.rng.randint(1, len(body) - 1)]
         while body:
+            if self.rng.random() < STRAY_EMPTY_RECORD_CHANCE:
+                conn.stray_empty_record(req)
             conn.body(req, body[: (size := self.rng.randint(1, 70_000))])
             body = body[size:]
         conn.body(req, b"", end=sizes is BODY_SIZES)
