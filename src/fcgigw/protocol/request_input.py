@@ -137,7 +137,7 @@ class ActiveRequest:
         self.params: bytes | bytearray = b""
         self.started = False
         self.stderr_used = False
-        #: A Responder's STDIN bytes that CONTENT_LENGTH still promises (see _input); 0 when
+        #: A Responder's STDIN bytes that CONTENT_LENGTH still promises (_take_input); 0 when
         #: none or unknown.
         self.stdin_due = 0
         self.state = _AWAITING_PARAMS
