@@ -40,6 +40,7 @@ from fcgigw.protocol import (
     RequestStarted,
     Role,
     ServerConnection,
+    build_record,
     decode_pairs,
     encode_pairs,
 )
@@ -300,13 +301,22 @@ def conversations(draw: st.DrawFn) -> tuple[bytes, dict[int, dict[str, Any]]]:
             st.lists(st.tuples(st.binary(min_size=1, max_size=30), PARAM_VALUES), max_size=8)
         )
         body = draw(st.lists(st.binary(min_size=1, max_size=300), max_size=4))
+        # A Responder's body with its CONTENT_LENGTH may have empty STDIN records amid it
+        # (mod_fcgid's) and none after it (HAProxy's): it ends at its length (§6.2).
+        length = sum(map(len, body))
+        with_length = role is Role.RESPONDER and length > 0 and draw(st.booleans())
+        if with_length:
+            params.insert(draw(st.integers(0, len(params))), (b"CONTENT_LENGTH", b"%d" % length))
         abort_at = draw(st.none() | st.integers(0, len(body) + 1))
         started = RequestStarted(request_id, role, draw(st.booleans()), tuple(params))
         steps = [client.send(started)]
         inputs = [] if role is Role.AUTHORIZER else body
         for chunk in inputs:
-            steps.append(client.send(InputData(request_id, chunk)))
-        if role is not Role.AUTHORIZER:
+            stray = build_record(RecordType.STDIN, request_id) if with_length else b""
+            steps.append(
+                (stray if draw(st.booleans()) else b"") + client.send(InputData(request_id, chunk))
+            )
+        if role is not Role.AUTHORIZER and not (with_length and draw(st.booleans())):
             steps.append(client.send(InputEnd(request_id)))
         if role is Role.FILTER:
             steps.append(client.send(InputData(request_id, b"file", RecordType.DATA)))
@@ -444,6 +454,13 @@ def test_valid_conversations_come_out_exactly_however_split(
         )
         if request_id not in aborted and request_id in started:
             assert stdin == request["stdin"]
+            # Its body ended: at its empty record, or at its CONTENT_LENGTH without one.
+            assert any(
+                isinstance(e, InputEnd)
+                and e.request_id == request_id
+                and e.stream is RecordType.STDIN
+                for e in outcome.events
+            )
 
 
 @settings(FAST, max_examples=100)
