@@ -5,6 +5,8 @@ writing when requests are multiplexed), and every wait has a deadline."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import select
 import socket
 import time
@@ -21,6 +23,7 @@ from fcgigw.protocol import (
     InputData,
     InputEnd,
     OutputData,
+    ProtocolStatus,
     RecordType,
     RequestStarted,
     Role,
@@ -162,11 +165,12 @@ class Conn:
         self.sock.close()
 
 
-def post_read_to_its_length(address: str, path: str, body: bytes) -> tuple[bytes, list[object]]:
-    """POST ``body`` (with its CONTENT_LENGTH) as mod_fcgid and HAProxy send an HTTP/2
-    client's upload: an empty STDIN record before it and amid it, and the empty record
-    after it only once the response has come. Returns the response's STDOUT, which must
-    come without that record, and the events after it was sent."""
+def check_body_read_to_its_length(address: str, path: str) -> None:
+    """POST a body (with its CONTENT_LENGTH) to the echo app at ``path`` as mod_fcgid and
+    HAProxy send an HTTP/2 client's upload: an empty STDIN record before it and amid it, and
+    the empty record after it only once the response has come. The whole body must be
+    echoed without that record, and END_REQUEST follow it."""
+    body = bytes(range(256)) * 400
     empty = build_record(RecordType.STDIN, 1)
     half = len(body) // 2
     with FastCGIClient(address, timeout=READ_TIMEOUT) as client:
@@ -179,7 +183,11 @@ def post_read_to_its_length(address: str, path: str, body: bytes) -> tuple[bytes
             assert isinstance(event, OutputData), event
             stdout += event.data
         client.send_raw(empty)
-        after = []
         while not isinstance(event := client.next_event(), EndRequest):
-            after.append(event)
-        return stdout, [*after, event]
+            pass
+    seen = json.loads(stdout.partition(b"\r\n\r\n")[2])
+    assert (seen["body_length"], seen["body_sha256"]) == (
+        len(body),
+        hashlib.sha256(body).hexdigest(),
+    )
+    assert event.protocol_status == ProtocolStatus.REQUEST_COMPLETE

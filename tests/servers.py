@@ -450,14 +450,16 @@ def run_h2o(conf_text: str, env: dict[str, str] | None = None) -> Iterator[Runni
     binary = h2o_binary()
     if binary is None:
         raise RuntimeError("h2o is not installed")
-    tmp = Path("/tmp")
-    before = {path for pattern in H2O_TEMP_PATTERNS for path in tmp.glob(pattern)}
+    before = _h2o_temp_dirs()
     try:
         with _run_web_server(conf_text, "h2o.conf", [binary, "-c"], env=env) as running:
             yield running
     finally:
-        made = {path for pattern in H2O_TEMP_PATTERNS for path in tmp.glob(pattern)} - before
-        _remove_dead_socket_dirs(made)
+        _remove_dead_socket_dirs(_h2o_temp_dirs() - before)
+
+
+def _h2o_temp_dirs() -> set[Path]:
+    return {path for pattern in H2O_TEMP_PATTERNS for path in Path("/tmp").glob(pattern)}
 
 
 @contextlib.contextmanager

@@ -83,6 +83,12 @@ def _wsgi_stream(environ: dict[str, Any], start_response: StartResponse) -> Iter
     yield RELEASED if _released(release) else TIMED_OUT
 
 
+def _write_mark(path: str, outcome: bytes) -> None:
+    """How an app that ran until stopped or timed out tells the test which it was."""
+    with open(path, "wb") as file:
+        file.write(outcome)
+
+
 def _endless_deadline(query: str) -> float:
     return time.monotonic() + float(_query_value(query, "seconds") or ENDLESS_SECONDS)
 
@@ -101,8 +107,7 @@ def _wsgi_endless(environ: dict[str, Any], start_response: StartResponse) -> Ite
             time.sleep(ENDLESS_PAUSE_SECONDS)
         outcome = FINISHED
     finally:
-        with open(mark, "wb") as file:
-            file.write(outcome)
+        _write_mark(mark, outcome)
 
 
 def _wsgi_redirect(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
@@ -194,8 +199,7 @@ async def _asgi_endless(scope: dict[str, Any], receive: Receive, send: Send) -> 
             await asyncio.sleep(ENDLESS_PAUSE_SECONDS)
         outcome = FINISHED
     finally:
-        with open(mark, "wb") as file:
-            file.write(outcome)
+        _write_mark(mark, outcome)
     await send({"type": "http.response.body", "body": b""})
 
 
@@ -215,8 +219,7 @@ async def _asgi_disconnect(scope: dict[str, Any], receive: Receive, send: Send) 
         outcome = DISCONNECTED
     except asyncio.TimeoutError:
         pass
-    with open(mark, "wb") as file:
-        file.write(outcome)
+    _write_mark(mark, outcome)
     if outcome != DISCONNECTED:
         await _start(send, 204, [])
         await send({"type": "http.response.body", "body": b""})

@@ -494,6 +494,31 @@ def test_streamed_response(target: Target) -> None:
 
 #: How soon the app must learn that the client hung up (it would go on for twenty seconds).
 HANG_UP_NOTICED_SECONDS = 10.0
+
+
+@contextlib.contextmanager
+def app_mark(target: Target, name: str) -> Iterator[Path]:
+    """A file the app writes when it ends (matrixapps' /endless and /disconnect), in a
+    directory of its own that any app user may write in."""
+    marks = target.stack.shared_dir / f"marks-{uuid.uuid4().hex}"
+    marks.mkdir()
+    marks.chmod(0o777)  # mod_fcgid's app runs as www-data
+    try:
+        yield marks / name
+    finally:
+        shutil.rmtree(marks, ignore_errors=True)
+
+
+def wait_for_mark(mark: Path) -> bytes:
+    """What the app wrote in ``mark``, once it has, within HANG_UP_NOTICED_SECONDS."""
+    deadline = time.monotonic() + HANG_UP_NOTICED_SECONDS
+    while not mark.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.05)  # the app's write of the mark, begun, has ended
+    assert mark.exists(), f"the app was still running {HANG_UP_NOTICED_SECONDS} s after"
+    return mark.read_bytes()
+
+
 #: How long the app streams behind a server that buffers the response (and never notices).
 BUFFERED_ENDLESS_SECONDS = 2.0
 
@@ -506,24 +531,15 @@ def test_a_client_that_hangs_up_mid_response_stops_the_app(target: Target) -> No
     ``send`` raises) instead of letting it stream into the void, then serves the next
     request. A server that buffers the whole response (lighttpd's default) does not notice
     the client leave: the app runs to its end, as README note 6 says."""
-    marks = target.stack.shared_dir / f"marks-{uuid.uuid4().hex}"
-    marks.mkdir()
-    marks.chmod(0o777)  # mod_fcgid's app runs as www-data
-    mark = marks / "endless"
     streams = target.variant.streams
-    query = f"mark={mark}" if streams else f"mark={mark}&seconds={BUFFERED_ENDLESS_SECONDS}"
     assert target.stack.http is not None
-    hang_up_mid_response(
-        target.stack.http, target.url(f"/endless?{query}"), streams=streams, timeout=TIMEOUT
-    )
-    deadline = time.monotonic() + HANG_UP_NOTICED_SECONDS
-    while not mark.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.05)  # the app's write of the mark, begun, has ended
-    assert mark.exists(), f"the app was still streaming {HANG_UP_NOTICED_SECONDS} s after"
-    assert mark.read_bytes() == (STOPPED if streams else FINISHED)
+    with app_mark(target, "endless") as mark:
+        query = f"mark={mark}" if streams else f"mark={mark}&seconds={BUFFERED_ENDLESS_SECONDS}"
+        hang_up_mid_response(
+            target.stack.http, target.url(f"/endless?{query}"), streams=streams, timeout=TIMEOUT
+        )
+        assert wait_for_mark(mark) == (STOPPED if streams else FINISHED)
     assert target.echo("/echo/after").path == "/echo/after"
-    shutil.rmtree(marks, ignore_errors=True)
 
 
 #: How long the long poll waits behind a server that does not tell it the client left.
@@ -537,25 +553,17 @@ def test_a_client_that_hangs_up_before_the_response_reaches_a_long_poll(target: 
     the next request is served); the other servers go on waiting for the response
     (web-servers.md §2), so the app learns nothing until it answers."""
     notices = target.variant.profile.notices_early_hang_up
-    marks = target.stack.shared_dir / f"marks-{uuid.uuid4().hex}"
-    marks.mkdir()
-    marks.chmod(0o777)  # mod_fcgid's app runs as www-data
-    mark = marks / "long-poll"
     seconds = HANG_UP_NOTICED_SECONDS * 2 if notices else UNNOTICED_WAIT_SECONDS
     assert target.stack.http is not None
-    hang_up_mid_response(
-        target.stack.http,
-        target.url(f"/disconnect?mark={mark}&seconds={seconds}"),
-        streams=False,  # nothing comes: it waits, then leaves
-        timeout=TIMEOUT,
-    )
-    deadline = time.monotonic() + HANG_UP_NOTICED_SECONDS
-    while not mark.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.05)  # the app's write of the mark, begun, has ended
-    assert mark.read_bytes() == (DISCONNECTED if notices else TIMED_OUT.strip())
+    with app_mark(target, "long-poll") as mark:
+        hang_up_mid_response(
+            target.stack.http,
+            target.url(f"/disconnect?mark={mark}&seconds={seconds}"),
+            streams=False,  # nothing comes: it waits, then leaves
+            timeout=TIMEOUT,
+        )
+        assert wait_for_mark(mark) == (DISCONNECTED if notices else TIMED_OUT.strip())
     assert target.echo("/echo/after").path == "/echo/after"
-    shutil.rmtree(marks, ignore_errors=True)
 
 
 #: The start of HAProxy's own 500 page, which it answers when it fails a request itself.
