@@ -336,9 +336,8 @@ def _take_input(
                 request.enter(_BODY_COMPLETE)
                 events.append(InputEnd(request_id, stream, True))
         return
-    if request.stdin_due > 0 and record_type == FCGI_STDIN:
+    if request.stdin_due > 0:  # only a Responder's, whose one input stream is STDIN
         return  # not the end while CONTENT_LENGTH bytes have not come (mod_fcgid's)
-    request.stdin_due = 0
     request.enter(NEXT_STATE[request.role, record_type])
     events.append(InputEnd(request_id, stream))
 
