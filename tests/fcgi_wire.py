@@ -191,3 +191,23 @@ def check_body_read_to_its_length(address: str, path: str) -> None:
         hashlib.sha256(body).hexdigest(),
     )
     assert event.protocol_status == ProtocolStatus.REQUEST_COMPLETE
+
+
+#: A body cut short: CONTENT_LENGTH promises the first, the web server sends the second.
+PROMISED_BYTES, SENT_BYTES = 100_000, 30_000
+
+
+def cut_a_body_short(address: str, path: str, *, abort: bool, then: str) -> None:
+    """POST to ``path`` a body whose CONTENT_LENGTH promises PROMISED_BYTES, send SENT_BYTES
+    of it, then do what a web server does when its client leaves mid-upload: ABORT_REQUEST
+    (§5.4; the connection then serves GET ``then``, which must answer 200) or close the
+    connection (what Apache, Caddy and HAProxy do: web-servers.md §2)."""
+    with FastCGIClient(address, timeout=READ_TIMEOUT) as client:
+        client.begin(build_params("POST", path, body_length=PROMISED_BYTES), keep_connection=abort)
+        client.send_event(InputData(1, b"x" * SENT_BYTES))
+        if not abort:
+            return
+        client.send_event(AbortRequest(1))
+        while not isinstance(client.next_event(), EndRequest):
+            pass
+        assert client.request(build_params("GET", then), keep_connection=True).status == 200

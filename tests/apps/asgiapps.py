@@ -42,6 +42,33 @@ async def read_body(receive: Receive) -> bytes:
             return body
 
 
+#: How receive_whole_body's reading ended: more_body false, or http.disconnect first.
+WHOLE, DISCONNECTED = b"whole", b"disconnected"
+
+
+async def receive_whole_body(receive: Receive) -> tuple[bytes, int]:
+    """Receive the body to its end, as an app saving an upload does: (WHOLE or DISCONNECTED,
+    bytes received)."""
+    received = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return DISCONNECTED, received
+        received += len(message.get("body", b""))
+        if not message.get("more_body"):
+            return WHOLE, received
+
+
+async def body_outcome(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+    """testapps.body_outcome: ``body QUERY: whole N`` or ``body QUERY: disconnected N`` in
+    the server's log, and as the answer when there is one to give."""
+    outcome, received = await receive_whole_body(receive)
+    line = b"body %s: %s %d" % (scope["query_string"], outcome, received)
+    note(line.decode())
+    if outcome == WHOLE:
+        await respond(send, 200, line)
+
+
 async def hello(scope: dict[str, Any], receive: Receive, send: Send) -> None:
     await respond(send, 200, b"Hello, world!")
 
@@ -184,7 +211,7 @@ ROUTES = {
     name: app
     for name, app in globals().items()
     if callable(app)
-    and name not in ("note", "respond", "read_body", "router")
+    and name not in ("note", "respond", "read_body", "receive_whole_body", "router")
     and asyncio.iscoroutinefunction(app)
 }
 

@@ -13,6 +13,10 @@ the first segment of the path below the mount point:
 - ``/disconnect?mark=FILE&seconds=S`` (ASGI only): sends nothing and waits for
   ``http.disconnect`` for S seconds (twenty if not given), then writes FILE:
   ``disconnected``, or ``timed out``;
+- ``/upload?mark=FILE``: reads the request body to its end and writes FILE: ``whole N``
+  (the body ended: N bytes), ``error N`` (reading it raised, as WSGI's ``wsgi.input``
+  does when the web server went away before the end) or ``disconnected N`` (ASGI's
+  ``http.disconnect`` came instead of the rest); then answers what it wrote;
 - ``/redirect``: an explicit ``302`` with a Location built from the mount point, and a body;
 - ``/early?size=N``: ``413`` without reading the request body (web-servers.md §2): TOO_LARGE
   (for WSGI a list of one item, as simple apps return), or N bytes of ``x`` in 64 KiB parts;
@@ -47,7 +51,7 @@ ENDLESS_LINE = b"x" * 1023 + b"\n"
 ENDLESS_PAUSE_SECONDS = 0.01
 ENDLESS_SECONDS = 20.0
 STOPPED, FINISHED = b"stopped", b"finished"
-DISCONNECTED = b"disconnected"
+DISCONNECTED = asgiapps.DISCONNECTED
 STREAMING_HEADERS = [("Content-Type", "text/plain"), ("X-Accel-Buffering", "no")]
 
 
@@ -110,6 +114,13 @@ def _wsgi_endless(environ: dict[str, Any], start_response: StartResponse) -> Ite
         _write_mark(mark, outcome)
 
 
+def _wsgi_upload(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+    mark = b"%s %d" % testapps.read_whole_body(environ)
+    _write_mark(_query_value(environ.get("QUERY_STRING", ""), "mark"), mark)
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(mark)))])
+    return [mark]
+
+
 def _wsgi_redirect(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
     location = environ["SCRIPT_NAME"] + "/echo/landed"
     start_response(
@@ -156,6 +167,7 @@ WSGI_ROUTES = {
     "echo": testapps.echo,
     "stream": _wsgi_stream,
     "endless": _wsgi_endless,
+    "upload": _wsgi_upload,
     "redirect": _wsgi_redirect,
     "early": _wsgi_early,
     "method": _wsgi_method,
@@ -225,6 +237,15 @@ async def _asgi_disconnect(scope: dict[str, Any], receive: Receive, send: Send) 
         await send({"type": "http.response.body", "body": b""})
 
 
+async def _asgi_upload(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+    outcome, received = await asgiapps.receive_whole_body(receive)
+    mark = b"%s %d" % (outcome, received)
+    _write_mark(_query_value(scope["query_string"].decode("latin-1"), "mark"), mark)
+    if outcome == asgiapps.WHOLE:
+        await _start(send, 200, [(b"content-type", b"text/plain")])
+        await send({"type": "http.response.body", "body": mark})
+
+
 async def _asgi_redirect(scope: dict[str, Any], receive: Receive, send: Send) -> None:
     location = (scope["root_path"] + "/echo/landed").encode()
     await _start(
@@ -266,6 +287,7 @@ ASGI_ROUTES = {
     "stream": _asgi_stream,
     "endless": _asgi_endless,
     "disconnect": _asgi_disconnect,
+    "upload": _asgi_upload,
     "redirect": _asgi_redirect,
     "early": _asgi_early,
     "method": _asgi_method,

@@ -38,6 +38,33 @@ def echo(environ: dict[str, Any], start_response: StartResponse) -> Iterable[byt
     return [payload]
 
 
+#: How read_whole_body's reading ended: the body's end, or an OSError (a body cut short).
+WHOLE, ERROR = b"whole", b"error"
+READ_BYTES = 65536
+
+
+def read_whole_body(environ: dict[str, Any]) -> tuple[bytes, int]:
+    """Read wsgi.input to its end, as an app saving an upload does: (WHOLE or ERROR, bytes
+    read). fcgigw raises an OSError when the web server goes away before the body's end."""
+    received = 0
+    try:
+        while chunk := environ["wsgi.input"].read(READ_BYTES):
+            received += len(chunk)
+    except OSError:
+        return ERROR, received
+    return WHOLE, received
+
+
+def body_outcome(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+    """Reads the body and says how that ended in the server's log (stderr) and in its answer:
+    ``body: whole N`` or ``body: error N``, tagged with the query string."""
+    outcome, received = read_whole_body(environ)
+    line = b"body %s: %s %d" % (environ["QUERY_STRING"].encode(), outcome, received)
+    print(line.decode(), file=sys.stderr, flush=True)
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [line]
+
+
 def stream(environ: dict[str, Any], start_response: StartResponse) -> Iterator[bytes]:
     """Chunks written as produced; the count and size come from the query string."""
     query = dict(part.split("=", 1) for part in environ["QUERY_STRING"].split("&") if "=" in part)
@@ -90,6 +117,7 @@ ROUTES: dict[str, Callable[[dict[str, Any], StartResponse], Iterable[bytes]]] = 
     "fail_midway": fail_midway,
     "slow": slow,
     "errors": errors,
+    "body_outcome": body_outcome,
 }
 
 

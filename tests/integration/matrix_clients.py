@@ -23,7 +23,8 @@ from urllib.parse import unquote_to_bytes
 from fcgigw.client.cgi import parse_cgi_response
 
 TIMEOUT = 20
-#: How long a client waits for a server that sends nothing until the app ends, then leaves.
+#: How long a client waits for a server that sends nothing until the app ends, or after the
+#: part of an upload it sends, then leaves.
 HANG_UP_AFTER_SECONDS = 0.5
 Headers = Sequence[tuple[str, str]]
 
@@ -265,6 +266,16 @@ def hang_up_mid_response(address: str, target: str, *, streams: bool, timeout: f
             data = sock.recv(65536)
             assert data, f"closed before the body: {received!r}"
             received += data
+
+
+def leave_mid_upload(address: str, target: str, promised: int, sent: int, timeout: float) -> None:
+    """POST to ``target`` with a Content-Length of ``promised`` bytes, send ``sent`` of them,
+    and close the connection, as a browser does when its user gives up on an upload."""
+    host, _, port = address.rpartition(":")
+    with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+        head = f"POST {target} HTTP/1.1\r\nHost: {address}\r\nContent-Length: {promised}\r\n\r\n"
+        sock.sendall(head.encode() + b"u" * sent)
+        time.sleep(HANG_UP_AFTER_SECONDS)  # the server passes on what came before it notices
 
 
 def http2_post(

@@ -207,6 +207,22 @@ def test_cgi_post_reads_exactly_content_length_bytes(app: str, bare_env: dict[st
     assert seen["body_sha256"] == hashlib.sha256(body).hexdigest()
 
 
+@pytest.mark.parametrize(
+    ("app", "outcome"),
+    [("testapps:body_outcome", b"error"), ("asgiapps:body_outcome", b"disconnected")],
+)
+def test_cgi_body_cut_short_is_not_taken_for_the_whole(
+    app: str, outcome: bytes, bare_env: dict[str, str]
+) -> None:
+    """stdin ends before CONTENT_LENGTH bytes (the client left mid-upload): WSGI's read
+    raises an OSError and ASGI's receive says http.disconnect, as over FastCGI."""
+    result = run_cgi(
+        app, bare_env, "POST", "/body_outcome", stdin=b"x" * 3000, CONTENT_LENGTH="10000"
+    )
+    assert b"body x=1: " + outcome in result.stderr, result.stderr
+    assert result.returncode == 0, result.stderr
+
+
 def test_cgi_post_without_content_length_reads_to_the_end(bare_env: dict[str, str]) -> None:
     """mod_cgi streams a chunked request body with no CONTENT_LENGTH, then closes stdin."""
     result = run_cgi("testapps:echo", bare_env, "POST", "/echo", stdin=b"a=1&b=2")

@@ -7,7 +7,7 @@ stay free of sockets and threads.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Final, Protocol
 
 from ..protocol import Role
 
@@ -16,7 +16,12 @@ Params = tuple[tuple[bytes, bytes], ...]
 
 class ClientDisconnected(OSError):
     """The web server went away (EOF, RST, write error) or aborted the request (§5.4). An
-    OSError, as the ASGI spec asks of send() on a closed connection."""
+    OSError, as the ASGI spec asks of send() on a closed connection, and as mod_wsgi and
+    Django (UnreadablePostError) have a failed read of the request body."""
+
+
+#: What reading a body that the web server stopped sending before its end raises with.
+INPUT_CUT_SHORT: Final = "the web server went away before the end of the request body"
 
 
 class RequestChannel(Protocol):
@@ -39,11 +44,13 @@ class RequestChannel(Protocol):
         """True once ABORT_REQUEST arrived or the connection was lost."""
 
     def read_input(self, size: int) -> bytes:
-        """Up to ``size`` bytes of STDIN, blocking until some arrive; b"" at its end (§3.3)."""
+        """Up to ``size`` bytes of STDIN, blocking until some arrive; b"" at its end (§3.3).
+        Raises ClientDisconnected when the request is aborted or the web server goes away
+        before that end: the body is not whole (§6.2)."""
 
     def read_data(self, size: int) -> bytes:
         """Up to ``size`` bytes of FCGI_DATA (the Filter role's file, §6.4), blocking until
-        some arrive; b"" at its end, and at once for the other roles."""
+        some arrive; b"" at its end, and at once for the other roles; raises as read_input."""
 
     def send_stdout(self, data: bytes) -> None:
         """Write STDOUT bytes now (waits for the socket); raises ClientDisconnected."""

@@ -20,7 +20,9 @@ class InputStream:
     """wsgi.input (over ``channel.read_input``) and fcgi.data (over ``channel.read_data``): a
     stream as it arrives, ending where the protocol core ends it: at its empty record, or
     with the last of a body's CONTENT_LENGTH bytes (a length that may be absent, "" or
-    "-1": web-servers.md §6.2), hence wsgi.input_terminated."""
+    "-1": web-servers.md §6.2), hence wsgi.input_terminated. A body cut short (the web
+    server went away or aborted the request) raises the channel's ClientDisconnected, an
+    OSError, rather than end as if it were whole."""
 
     __slots__ = ("_buffer", "_ended", "_left", "_read")
 
@@ -98,12 +100,6 @@ class InputStream:
     def _take(self, size: int) -> bytes:
         data, self._buffer = self._buffer[:size], self._buffer[size:]
         return data
-
-    def drain(self) -> None:
-        """Read and drop the rest of STDIN (so END_REQUEST never races STDIN: web-servers §2)."""
-        self._buffer = b""
-        while self._fill():
-            self._buffer = b""
 
 
 class ErrorStream:

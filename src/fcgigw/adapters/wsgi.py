@@ -148,7 +148,7 @@ def run_wsgi(
         if not writer.started:
             raise InvalidResponse("the application returned without calling start_response")
     except ClientDisconnected:
-        logger.info("request %d: the web server went away mid-response", channel.request_id)
+        logger.info("request %d: the web server went away", channel.request_id)
         channel.finish(APP_STATUS_ERROR)
     except RequestBodyTooLarge:
         logger.warning("request %d: body over max_request_body_bytes", channel.request_id)

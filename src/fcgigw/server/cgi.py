@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Mapping
 from typing import Any
 
 from ..adapters.asgi import run_asgi
-from ..adapters.channel import ClientDisconnected, Params
+from ..adapters.channel import INPUT_CUT_SHORT, ClientDisconnected, Params
 from ..adapters.wsgi import run_wsgi
 from ..config import Config
 from ..protocol import Role
@@ -85,6 +85,9 @@ class CGIChannel:
             size = min(size, self._remaining)
         data = os.read(self._stdin_fd, size)
         if self._remaining is not None:
+            if not data:  # EOF before CONTENT_LENGTH bytes: the client did not send them all
+                self._input_ended = self.aborted = True
+                raise ClientDisconnected(INPUT_CUT_SHORT)
             self._remaining -= len(data)
         if not data or self._remaining == 0:
             self._input_ended = True
@@ -94,7 +97,10 @@ class CGIChannel:
         return b""  # FCGI_DATA exists only for the Filter role (§6.4)
 
     async def receive_input(self) -> tuple[bytes, bool]:
-        data = await asyncio.to_thread(self.read_input, CGI_READ_CHUNK_BYTES)
+        try:
+            data = await asyncio.to_thread(self.read_input, CGI_READ_CHUNK_BYTES)
+        except ClientDisconnected:
+            return b"", False  # aborted: the adapter gives the app http.disconnect
         return data, not self._input_ended
 
     async def receive_data(self) -> tuple[bytes, bool]:
@@ -139,7 +145,8 @@ class CGIChannel:
         """Writes block until the pipe took them: nothing is ever buffered here."""
 
     async def wait_disconnected(self) -> None:
-        await self._done.wait()
+        if not self.aborted:
+            await self._done.wait()
 
 
 def serve_cgi(app: Any, interface: str, config: Config) -> None:

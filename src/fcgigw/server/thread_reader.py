@@ -15,6 +15,7 @@ import threading
 import time
 from typing import Final
 
+from ..adapters.channel import INPUT_CUT_SHORT, ClientDisconnected
 from ..protocol import RecordType
 from ..protocol.constants import MAX_CONTENT_LENGTH
 from .accept import ConnectionSocket
@@ -98,15 +99,21 @@ class ConnectionReader:
         self, connection: TurnConnection, channel: ThreadChannel, stream: RecordType, size: int
     ) -> bytes:
         """Up to ``size`` bytes of a request's input stream, reading the socket when nobody
-        else is; b"" at the stream's end or once the request is aborted."""
+        else is; b"" at the stream's end. ClientDisconnected if the request is aborted or
+        its connection lost first: what came is not the whole body (§6.2 asks a Responder
+        to notice; Apache, Caddy and HAProxy close the connection when their client leaves
+        mid-upload), and an app that took the end for the body's would act on a truncated
+        one."""
         buffer = channel.inputs[stream]
         while True:
             with connection.lock:
                 while True:
                     if len(buffer):
                         return buffer.read(size)
-                    if stream in channel.request.ended or channel.request.aborted:
+                    if stream in channel.request.ended:
                         return b""
+                    if channel.request.aborted:
+                        raise ClientDisconnected(INPUT_CUT_SHORT)
                     if not self.reading:
                         self.reading = True
                         break
