@@ -29,6 +29,7 @@ from fcgigw.protocol import (
     Role,
     build_record,
 )
+from fcgigw.server.core import INPUT_STALL_SECONDS
 
 READ_TIMEOUT = 10.0  # a wait for the server longer than this is a hang
 RST = b"\1\0\0\0\0\0\0\0"  # SO_LINGER on, 0 s: close() sends RST
@@ -195,19 +196,26 @@ def check_body_read_to_its_length(address: str, path: str) -> None:
 
 #: A body cut short: CONTENT_LENGTH promises the first, the web server sends the second.
 PROMISED_BYTES, SENT_BYTES = 100_000, 30_000
+#: The ways a web server tells that its client left mid-upload.
+CUTS = ("abort-request", "connection-closed", "early-end")
 
 
-def cut_a_body_short(address: str, path: str, *, abort: bool, then: str) -> None:
+def cut_a_body_short(address: str, path: str, *, cut: str, then: str) -> None:
     """POST to ``path`` a body whose CONTENT_LENGTH promises PROMISED_BYTES, send SENT_BYTES
-    of it, then do what a web server does when its client leaves mid-upload: ABORT_REQUEST
-    (§5.4; the connection then serves GET ``then``, which must answer 200) or close the
-    connection (what Apache, Caddy and HAProxy do: web-servers.md §2)."""
-    with FastCGIClient(address, timeout=READ_TIMEOUT) as client:
-        client.begin(build_params("POST", path, body_length=PROMISED_BYTES), keep_connection=abort)
+    of it, then do what a web server does when its client leaves mid-upload (``cut``, one
+    of CUTS): ABORT_REQUEST (§5.4); close the connection (Apache, Caddy, HAProxy:
+    web-servers.md §2); or end STDIN with its empty record and wait for the answer (§6.2,
+    cgi-fcgi), which must come, END_REQUEST included, once the body has been silent for
+    INPUT_STALL_SECONDS. After an abort or an early end the connection then serves GET
+    ``then``, which must answer 200."""
+    timeout = READ_TIMEOUT + INPUT_STALL_SECONDS
+    with FastCGIClient(address, timeout=timeout) as client:
+        keep = cut != "connection-closed"
+        client.begin(build_params("POST", path, body_length=PROMISED_BYTES), keep_connection=keep)
         client.send_event(InputData(1, b"x" * SENT_BYTES))
-        if not abort:
+        if not keep:
             return
-        client.send_event(AbortRequest(1))
+        client.send_event(AbortRequest(1) if cut == "abort-request" else InputEnd(1))
         while not isinstance(client.next_event(), EndRequest):
             pass
         assert client.request(build_params("GET", then), keep_connection=True).status == 200

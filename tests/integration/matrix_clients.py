@@ -190,6 +190,23 @@ class CgiClient:
         status, _, response_headers, response_body = parse_cgi_response(result.stdout)
         return Response(status, response_headers, response_body)
 
+    def cut_upload(self, target: str, promised: int, sent: int) -> None:
+        """POST with a CONTENT_LENGTH of ``promised`` bytes and only ``sent`` of them on
+        stdin, then its end, as from a client that left mid-upload; the program must end
+        (within TIMEOUT) rather than wait for the rest."""
+        environ = self.environ("POST", target, (), None, False)
+        environ["CONTENT_LENGTH"] = str(promised)
+        with open(self.log_path, "ab") as log:
+            subprocess.run(
+                [str(self.program)],
+                input=b"u" * sent,
+                env=environ,
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+                timeout=TIMEOUT,
+                check=False,
+            )
+
     @contextlib.contextmanager
     def streaming(self, target: str) -> Iterator[Reader]:
         environ = self.environ("GET", target, (), None, False)

@@ -18,6 +18,7 @@ from fcgigw.protocol import (
     GetValuesResult,
     InputData,
     InputEnd,
+    InputEndedShort,
     LocalProtocolError,
     OutputData,
     OutputEnd,
@@ -388,7 +389,9 @@ def stdin_record(request_id: int, data: bytes = b"") -> bytes:
 
 def test_empty_stdin_records_before_content_length_are_not_the_end() -> None:
     """mod_fcgid sends an empty STDIN record for each pause of an HTTP/2 client's upload,
-    then the rest of the body: the body ends with its last promised byte."""
+    then the rest of the body: the body ends with its last promised byte. Each early record
+    is told (InputEndedShort: the bytes still missing), for the server core to decide how
+    long to wait for the rest."""
     sent = with_length(b"9")
     data = (
         begin(1, flags=1)
@@ -403,13 +406,30 @@ def test_empty_stdin_records_before_content_length_are_not_the_end() -> None:
     events, connection = events_all_ways(data)
     assert events == [
         RequestStarted(1, Role.RESPONDER, True, sent),
+        InputEndedShort(1, 9),
         InputData(1, b"four"),
+        InputEndedShort(1, 5),
         InputData(1, b"five!"),
         InputEnd(1, RecordType.STDIN, at_length=True),
         InputEnd(1),  # the stream's own end, after the body's
     ]
     assert connection.input_state(1) is InputState.INPUT_DONE
     assert connection.input_state(2) is InputState.PARAMS
+
+
+def test_a_body_that_ends_short_of_its_length_is_told_and_may_go_on() -> None:
+    """libfcgi's cgi-fcgi sends what its stdin gave, then the empty record, when the client
+    sent less than CONTENT_LENGTH (§6.2): the event says how much is missing, and the
+    request still takes STDIN (the server core gives it up after a silence)."""
+    sent = with_length(b"10")
+    connection = ServerConnection()
+    connection.receive_data(begin(1) + params(1, sent) + stdin(1, b"part"))
+    assert drain(connection) == [
+        RequestStarted(1, Role.RESPONDER, False, sent),
+        InputData(1, b"part"),
+        InputEndedShort(1, 6),
+    ]
+    assert connection.input_state(1) is InputState.STDIN
 
 
 def test_a_body_ends_at_its_length_without_its_empty_record() -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 import uvloop
-from fcgi_wire import check_body_read_to_its_length, cut_a_body_short
+from fcgi_wire import CUTS, check_body_read_to_its_length, cut_a_body_short
 from servers import (
     RunningProcess,
     free_port,
@@ -148,12 +148,12 @@ def test_disconnect_after_abort_request(asgi: RunningProcess) -> None:
     asgi.wait_for_log("received http.disconnect")
 
 
-@pytest.mark.parametrize("abort", [True, False], ids=["abort-request", "connection-closed"])
-def test_a_body_cut_short_is_a_disconnect_not_its_end(asgi: RunningProcess, abort: bool) -> None:
+@pytest.mark.parametrize("cut", CUTS)
+def test_a_body_cut_short_is_a_disconnect_not_its_end(asgi: RunningProcess, cut: str) -> None:
     """As for WSGI (test_server_requests): the app gets what came, then http.disconnect,
     never ``more_body: False`` for a body that did not all come."""
-    tag = f"cut-{'abort' if abort else 'close'}-{asgi.address[-6:]}"
-    cut_a_body_short(asgi.address, f"/app/body_outcome?{tag}", abort=abort, then="/app/hello")
+    tag = f"{cut}-{asgi.address[-6:]}"
+    cut_a_body_short(asgi.address, f"/app/body_outcome?{tag}", cut=cut, then="/app/hello")
     asgi.wait_for_log(f"body {tag}: disconnected ")
     assert f"body {tag}: whole" not in asgi.log()
 

@@ -50,6 +50,7 @@ class Handler:
         self.inputs: dict[RecordType, bytearray] = {}
         self.ended: list[RecordType] = []
         self.aborts = 0
+        self.unread = False  # input the app has not read yet (input_pending)
 
     def feed(self, data: bytes, stream: RecordType) -> None:
         self.inputs.setdefault(stream, bytearray()).extend(data)
@@ -59,6 +60,9 @@ class Handler:
 
     def abort(self) -> None:
         self.aborts += 1
+
+    def input_pending(self) -> bool:
+        return self.unread
 
 
 class Harness:
@@ -223,7 +227,7 @@ def test_a_held_end_request_goes_once_the_body_has_gone_quiet(
     harness.feed(client.send(RequestStarted(1, Role.RESPONDER, True, params)))
     request = harness.handlers[0].request
     harness.received(harness.core.finish(request, 0, b"Status: 200 OK\r\n\r\n", T0))
-    assert harness.core.held_deadline == T0 + pause
+    assert harness.core.read_deadline == T0 + pause
     harness.feed(client.send(InputData(1, b"x")), now=T0 + 0.2)  # still sending: wait on
     harness.core.tick(T0 + pause)
     assert harness.received() == []
@@ -270,6 +274,70 @@ def test_a_body_whose_empty_record_never_comes_ends_after_the_stall_wait() -> No
     assert harness.received() == [OutputEnd(1), EndRequest(1, 0)]
     harness.feed(request_bytes(client, keep=True), now=T0 + INPUT_STALL_SECONDS)
     assert len(harness.handlers) == 2  # the connection goes on
+
+
+def short_body(harness: Harness, now: float = T0) -> Handler:
+    """A POST promising 10 bytes whose STDIN brings 4, then its empty record (§6.2), as
+    cgi-fcgi sends it when its client sent less; the web server then waits for the answer."""
+    client = harness.client
+    params = (*PARAMS, (b"CONTENT_LENGTH", b"10"))
+    harness.feed(client.send(RequestStarted(1, Role.RESPONDER, True, params)), now=now)
+    harness.feed(client.send(InputData(1, b"part")) + client.send(InputEnd(1)), now=now)
+    [handler] = harness.handlers
+    return handler
+
+
+def test_a_body_that_ended_short_is_aborted_once_silent_for_the_stall_wait(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The app waits for the rest of its body, which will not come: after INPUT_STALL_SECONDS
+    of silence the request is aborted (its read fails, ASGI's receive says disconnect), and
+    END_REQUEST goes once the app has ended, so the web server is not left waiting."""
+    harness = Harness()
+    handler = short_body(harness)
+    assert (bytes(handler.inputs[RecordType.STDIN]), handler.ended) == (b"part", [])
+    assert harness.core.read_deadline == T0 + INPUT_STALL_SECONDS
+    harness.core.tick(T0 + INPUT_STALL_SECONDS - 0.1)
+    assert handler.aborts == 0
+    with caplog.at_level(logging.WARNING, "fcgigw.server"):
+        harness.core.tick(T0 + INPUT_STALL_SECONDS)
+    assert handler.aborts == 1
+    assert "request 1: its body ended 6 bytes before its CONTENT_LENGTH" in caplog.text
+    assert harness.received(harness.core.finish(handler.request, 0, b"", T0 + 11)) == [
+        OutputEnd(1),
+        EndRequest(1, 0),
+    ]
+    harness.feed(request_bytes(harness.client, keep=True), now=T0 + 11)
+    assert len(harness.handlers) == 2  # the connection goes on
+
+
+def test_more_body_after_an_early_empty_record_goes_on_to_the_app() -> None:
+    """mod_fcgid's stray empty record: the rest of the body follows, and nothing is aborted."""
+    harness = Harness()
+    handler = short_body(harness)
+    harness.feed(harness.client.send(InputData(1, b"-rest!")), now=T0 + 1)
+    assert harness.core.read_deadline == float("inf")
+    harness.core.tick(T0 + INPUT_STALL_SECONDS * 2)
+    assert (bytes(handler.inputs[RecordType.STDIN]), handler.ended) == (
+        b"part-rest!",
+        [RecordType.STDIN],
+    )
+    assert handler.aborts == 0
+
+
+def test_a_short_body_is_not_given_up_while_the_app_has_input_to_read() -> None:
+    """Silence is measured from when the app has read all that came: an app slower than the
+    upload (reading paused, bytes waiting in the socket) is not cut off."""
+    harness = Harness()
+    handler = short_body(harness)
+    handler.unread = True
+    harness.core.tick(T0 + INPUT_STALL_SECONDS)
+    assert handler.aborts == 0
+    handler.unread = False
+    harness.core.tick(T0 + INPUT_STALL_SECONDS * 2 - 0.1)
+    assert handler.aborts == 0
+    harness.core.tick(T0 + INPUT_STALL_SECONDS * 2)
+    assert handler.aborts == 1
 
 
 # -- aborts, lost connections, protocol errors -------------------------------------------------

@@ -85,6 +85,21 @@ class InputEnd(Event):
         self.at_length: Final = at_length
 
 
+class InputEndedShort(Event):
+    """An empty STDIN record ``missing`` bytes before the last of a Responder's
+    CONTENT_LENGTH bytes (§6.2). It ends a body whose client failed to send it all (as
+    libfcgi's cgi-fcgi sends it, then waits for the answer), or it is one of mod_fcgid's
+    stray empty records, with the rest of the body to come: more STDIN may follow, and the
+    server decides how long to wait for it."""
+
+    __slots__ = ("missing", "request_id")
+    fields = ("request_id", "missing")
+
+    def __init__(self, request_id: int, missing: int) -> None:
+        self.request_id: Final = request_id
+        self.missing: Final = missing
+
+
 class AbortRequest(Event):
     """ABORT_REQUEST (§5.4): the app should end the request as soon as it can."""
 
@@ -183,6 +198,8 @@ class NeedData:
 NEED_DATA: Final = NeedData()
 
 #: What a ServerConnection can return from next_event().
-ServerEvent = RequestStarted | InputData | InputEnd | AbortRequest | ConnectionClosed
+ServerEvent = (
+    RequestStarted | InputData | InputEnd | InputEndedShort | AbortRequest | ConnectionClosed
+)
 #: What a ClientConnection can return from next_event().
 ClientEvent = OutputData | OutputEnd | EndRequest | GetValuesResult | UnknownType | ConnectionClosed

@@ -39,6 +39,7 @@ from .events import (
     AbortRequest,
     InputData,
     InputEnd,
+    InputEndedShort,
     RequestStarted,
     ServerEvent,
 )
@@ -313,10 +314,11 @@ def _take_input(
     for it forever), and mod_fcgid sends one for every empty piece of a body it reads (an
     HTTP/2 client's body has one wherever the client paused), then the rest. So the body
     ends with its last promised byte (InputEnd ``at_length``), and an empty record before
-    that is not its end; the empty record after it is the stream's end (InputEnd), which
-    the server core waits for before END_REQUEST, as the web server may still be writing
-    it. A server whose client went away mid-body (§6.2) closes the connection or aborts
-    the request, which ends it as well."""
+    that is not surely its end (InputEndedShort: more may come); the empty record after it
+    is the stream's end (InputEnd), which the server core waits for before END_REQUEST, as
+    the web server may still be writing it. A server whose client went away mid-body
+    (§6.2) closes the connection or aborts the request (Apache, Caddy, HAProxy), which ends
+    it, or ends the stream early and waits (cgi-fcgi): InputEndedShort."""
     stream = RECORD_TYPES[record_type]
     if request.state is _BODY_COMPLETE:
         if content:
@@ -336,8 +338,10 @@ def _take_input(
                 request.enter(_BODY_COMPLETE)
                 events.append(InputEnd(request_id, stream, True))
         return
-    if request.stdin_due > 0:  # only a Responder's, whose one input stream is STDIN
-        return  # not the end while CONTENT_LENGTH bytes have not come (mod_fcgid's)
+    due = request.stdin_due
+    if due > 0:  # only a Responder's, whose one input stream is STDIN
+        events.append(InputEndedShort(request_id, due))
+        return
     request.enter(NEXT_STATE[request.role, record_type])
     events.append(InputEnd(request_id, stream))
 

@@ -36,6 +36,9 @@ class ChannelTransport(Protocol):
 
     def input_consumed(self, size: int) -> None: ...
 
+    @property
+    def reading_paused(self) -> bool: ...
+
     def after_core(self) -> None: ...
 
     def new_future(self) -> asyncio.Future[None]: ...
@@ -108,6 +111,10 @@ class AsyncChannel:
         if self._done is not None:
             self._done.set()
         self._wake()
+
+    def input_pending(self) -> bool:
+        """Unread input in the queues, or in the socket while reading is paused."""
+        return bool(self._stdin) or bool(self._data) or self._transport.reading_paused
 
     def _queue(self, stream: RecordType) -> deque[bytes]:
         if stream is _STDIN:

@@ -177,6 +177,10 @@ class FastCGIProtocol(asyncio.Protocol):
     def new_future(self) -> asyncio.Future[None]:
         return self.host.new_future()
 
+    @property
+    def reading_paused(self) -> bool:
+        return self._reading_paused
+
     def input_buffered(self, size: int) -> None:
         self._unread_bytes += size
         limit = self.host.request_body_memory_bytes

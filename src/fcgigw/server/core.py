@@ -31,6 +31,7 @@ from ..protocol import (
     ConnectionClosed,
     InputData,
     InputEnd,
+    InputEndedShort,
     ProtocolSettings,
     RemoteProtocolError,
     RequestStarted,
@@ -139,9 +140,10 @@ class ConnectionCore:
         return min(self.life.at, self.table.next_deadline)
 
     @property
-    def held_deadline(self) -> float:
-        """When the first held END_REQUEST goes out anyway (infinity: none is held)."""
-        return self.table.held_deadline
+    def read_deadline(self) -> float:
+        """When a reader's wait for input must end for ``tick``: the first held END_REQUEST
+        goes out anyway, or a body that ended short is given up (infinity: neither)."""
+        return self.table.read_deadline
 
     def tick(self, now: float) -> list[CoreRequest]:
         """Act on the deadlines passed by ``now``; the requests that ran past the request
@@ -191,6 +193,8 @@ class ConnectionCore:
                 table.input_end(event)  # type: ignore[arg-type]
             elif kind is AbortRequest:
                 table.abort(event.request_id)  # type: ignore[union-attr]
+            elif kind is InputEndedShort:
+                table.input_ended_short(event, now)  # type: ignore[arg-type]
             elif kind is ConnectionClosed:
                 self.peer_closed = True
                 self.lose()

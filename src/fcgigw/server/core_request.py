@@ -38,6 +38,10 @@ class RequestHandler(Protocol):
     def abort(self) -> None:
         """ABORT_REQUEST (§5.4) or the connection was lost."""
 
+    def input_pending(self) -> bool:
+        """Input the app has not read yet, in the backend's buffers or still in the socket:
+        while there is, a body that ended short (InputEndedShort) is not judged silent."""
+
 
 class RequestStarter(Protocol):
     """Called for each request whose PARAMS are whole: start the app, return its handler."""
@@ -66,6 +70,8 @@ class CoreRequest:
         "quiet_seconds",
         "request_id",
         "role",
+        "short_at",
+        "short_by",
         "started_at",
         "status",
         "streams",
@@ -95,6 +101,10 @@ class CoreRequest:
         self.deadline = deadline  # the request timeout
         self.quiet_at = NEVER  # while END_REQUEST is held: when to send it anyway
         self.quiet_seconds = INPUT_STALL_SECONDS  # how long the body may pause meanwhile
+        #: After STDIN ended short of CONTENT_LENGTH (InputEndedShort): when to give the
+        #: rest up, and how many bytes were missing.
+        self.short_at = NEVER
+        self.short_by = 0
         self.held_status = 0
         self.bytes_sent = 0
         self.status = b""

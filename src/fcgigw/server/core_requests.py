@@ -3,10 +3,13 @@ them, their input, aborts, their ends (held or not), the request deadlines. No I
 
 from __future__ import annotations
 
+import logging
 from typing import Final
 
-from ..protocol import InputData, InputEnd, RequestStarted, Role, ServerConnection
-from .core_request import NEVER, CoreRequest, RequestHandler, RequestStarter
+from ..protocol import InputData, InputEnd, InputEndedShort, RequestStarted, Role, ServerConnection
+from .core_request import INPUT_STALL_SECONDS, NEVER, CoreRequest, RequestHandler, RequestStarter
+
+logger = logging.getLogger("fcgigw.server")
 
 _AUTHORIZER: Final = Role.AUTHORIZER
 
@@ -47,7 +50,19 @@ class RequestTable:
             request.input_came(now)  # still sending: keep holding
             return  # the response is out; the rest of the input is read and dropped
         assert request.handler is not None
+        request.short_at = NEVER  # (mod_fcgid's stray empty record: the body goes on)
         request.handler.feed(event.data, event.stream)
+
+    def input_ended_short(self, event: InputEndedShort, now: float) -> None:
+        """STDIN's empty record came before the body's CONTENT_LENGTH bytes (§6.2): its
+        client failed to send them, or the rest is still to come (mod_fcgid). The rest is
+        waited for until the body has been silent for INPUT_STALL_SECONDS, with all that
+        came read by the app; then the request is aborted (tick)."""
+        request = self.requests.get(event.request_id)
+        if request is None or request.aborted or request.finished:
+            return
+        request.short_at = now + INPUT_STALL_SECONDS
+        request.short_by = event.missing
 
     def input_end(self, event: InputEnd) -> None:
         request = self.requests.get(event.request_id)
@@ -125,12 +140,12 @@ class RequestTable:
     def next_deadline(self) -> float:
         deadline = NEVER
         for request in self.requests.values():
-            deadline = min(deadline, request.deadline, request.quiet_at)
+            deadline = min(deadline, request.deadline, request.quiet_at, request.short_at)
         return deadline
 
     @property
-    def held_deadline(self) -> float:
-        return min((r.quiet_at for r in self.requests.values()), default=NEVER)
+    def read_deadline(self) -> float:
+        return min((min(r.quiet_at, r.short_at) for r in self.requests.values()), default=NEVER)
 
     def tick(self, now: float) -> list[CoreRequest]:
         """Held END_REQUESTs whose body went quiet go out; requests past their timeout are
@@ -146,7 +161,25 @@ class RequestTable:
                 request.timed_out = request.aborted = True
                 self.input_complete = False
                 expired.append(request)
+            elif now >= request.short_at:
+                self._give_up_the_rest(request, now)
         return expired
+
+    def _give_up_the_rest(self, request: CoreRequest, now: float) -> None:
+        """A body that ended short has been silent long enough: abort the request (the app
+        reads an error, §6.2), unless it still has input to read (the wait starts again)."""
+        if request.handler is not None and request.handler.input_pending():
+            request.short_at = now + INPUT_STALL_SECONDS
+            return
+        request.short_at = NEVER
+        logger.warning(
+            "request %d: its body ended %d bytes before its CONTENT_LENGTH and nothing more "
+            "came in %d s: aborted (the client left mid-upload, FastCGI §6.2)",
+            request.request_id,
+            request.short_by,
+            INPUT_STALL_SECONDS,
+        )
+        self.abort(request.request_id)
 
     @property
     def input_pending(self) -> bool:

@@ -23,6 +23,8 @@ class ChannelReader(Protocol):
         self, connection: TurnConnection, channel: ThreadChannel, stream: RecordType, size: int
     ) -> bytes: ...
 
+    def input_waiting(self, connection: TurnConnection) -> bool: ...
+
 
 class ChannelWriter(Protocol):
     """Where a channel's output goes (thread_writer.ConnectionWriter)."""
@@ -90,6 +92,11 @@ class ThreadChannel:
 
     def abort(self) -> None:
         """Nothing to do here: whoever fed the core wakes the readers (request.aborted)."""
+
+    def input_pending(self) -> bool:
+        return any(len(buffer) for buffer in self.inputs.values()) or self._reader.input_waiting(
+            self._connection
+        )
 
     # -- what the adapter uses -----------------------------------------------------------
 

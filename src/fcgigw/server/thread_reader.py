@@ -85,7 +85,7 @@ class ConnectionReader:
                 elif data is not None:
                     connection.core.receive(data, now)
                 elif block:
-                    connection.core.tick(now)  # a held END_REQUEST's quiet time is over
+                    connection.core.tick(now)  # the read deadline is over
                 waiting = connection.requests_waiting()
                 flush = connection.core.has_output
                 connection.wake()
@@ -120,6 +120,10 @@ class ConnectionReader:
                     connection.wait()
             self.read_holding_turn(connection, block=True)
 
+    def input_waiting(self, connection: TurnConnection) -> bool:
+        """(Under the lock) bytes in the socket that nobody has read yet."""
+        return not connection.closed and wait_readable(connection.sock, 0)
+
     def read_while_writing(self, connection: TurnConnection) -> None:
         """A writer's peer is not reading: take in what it sends, if nobody else reads."""
         if self.take_turn(connection, wait=False):
@@ -127,9 +131,10 @@ class ConnectionReader:
 
 
 def _wait_readable(connection: TurnConnection) -> bool:
-    """Block until input comes, or until a held END_REQUEST's quiet time is over."""
+    """Block until input comes, or until the core's read deadline (a held END_REQUEST's
+    quiet time, a short body's wait for the rest) is over."""
     with connection.lock:
-        timeout = connection.core.held_deadline - _monotonic()
+        timeout = connection.core.read_deadline - _monotonic()
     if timeout == float("inf"):
         return True
     return wait_readable(connection.sock, timeout)
