@@ -141,8 +141,7 @@ class ConnectionCore:
 
     @property
     def read_deadline(self) -> float:
-        """When a reader's wait for input must end for ``tick``: the first held END_REQUEST
-        goes out anyway, or a body that ended short is given up (infinity: neither)."""
+        """When a reader's wait for input must end, for ``tick`` (infinity: never)."""
         return self.table.read_deadline
 
     def tick(self, now: float) -> list[CoreRequest]:

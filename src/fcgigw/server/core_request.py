@@ -3,6 +3,7 @@ progress, and when its END_REQUEST may go (§5.5; web-servers.md §2). No I/O he
 
 from __future__ import annotations
 
+import logging
 from typing import Final, Protocol
 
 from ..adapters.channel import ClientDisconnected, Params
@@ -22,6 +23,7 @@ INPUT_STALL_SECONDS: Final = 10.0
 _STOPS_SENDING_ONCE_ANSWERED: Final = (b"nginx", b"openresty", b"angie", b"tengine", b"freenginx")
 
 NEVER: Final = float("inf")
+logger = logging.getLogger("fcgigw.server")
 _FILTER: Final = Role.FILTER
 _STDERR: Final = RecordType.STDERR
 
@@ -156,6 +158,30 @@ class CoreRequest:
     def input_came(self, now: float) -> None:
         """Input for a held END_REQUEST: the web server is still sending, keep holding."""
         self.quiet_at = now + self.quiet_seconds
+
+    def ended_short(self, missing: int, now: float) -> None:
+        """STDIN's empty record came ``missing`` bytes before CONTENT_LENGTH (§6.2): its
+        client failed to send them, or the rest is still to come (mod_fcgid). The rest is
+        waited for until the body has been silent for INPUT_STALL_SECONDS with all that came
+        read by the app (gives_up_the_rest)."""
+        self.short_at = now + INPUT_STALL_SECONDS
+        self.short_by = missing
+
+    def gives_up_the_rest(self, now: float) -> bool:
+        """At ``short_at``: True (and logged) if the request is to be aborted, so that the
+        app reads an error; else the wait starts again, the app having input to read."""
+        if self.handler is not None and self.handler.input_pending():
+            self.short_at = now + INPUT_STALL_SECONDS
+            return False
+        self.short_at = NEVER
+        logger.warning(
+            "request %d: its body ended %d bytes before its CONTENT_LENGTH and nothing more "
+            "came in %d s: aborted (the client left mid-upload, FastCGI §6.2)",
+            self.request_id,
+            self.short_by,
+            INPUT_STALL_SECONDS,
+        )
+        return True
 
     def release(self) -> bytes:
         """The held END_REQUEST: the input ended, went quiet, or was aborted."""

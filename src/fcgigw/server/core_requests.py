@@ -3,13 +3,10 @@ them, their input, aborts, their ends (held or not), the request deadlines. No I
 
 from __future__ import annotations
 
-import logging
 from typing import Final
 
 from ..protocol import InputData, InputEnd, InputEndedShort, RequestStarted, Role, ServerConnection
-from .core_request import INPUT_STALL_SECONDS, NEVER, CoreRequest, RequestHandler, RequestStarter
-
-logger = logging.getLogger("fcgigw.server")
+from .core_request import NEVER, CoreRequest, RequestHandler, RequestStarter
 
 _AUTHORIZER: Final = Role.AUTHORIZER
 
@@ -54,15 +51,9 @@ class RequestTable:
         request.handler.feed(event.data, event.stream)
 
     def input_ended_short(self, event: InputEndedShort, now: float) -> None:
-        """STDIN's empty record came before the body's CONTENT_LENGTH bytes (§6.2): its
-        client failed to send them, or the rest is still to come (mod_fcgid). The rest is
-        waited for until the body has been silent for INPUT_STALL_SECONDS, with all that
-        came read by the app; then the request is aborted (tick)."""
         request = self.requests.get(event.request_id)
-        if request is None or request.aborted or request.finished:
-            return
-        request.short_at = now + INPUT_STALL_SECONDS
-        request.short_by = event.missing
+        if request is not None and not request.aborted and not request.finished:
+            request.ended_short(event.missing, now)
 
     def input_end(self, event: InputEnd) -> None:
         request = self.requests.get(event.request_id)
@@ -161,25 +152,9 @@ class RequestTable:
                 request.timed_out = request.aborted = True
                 self.input_complete = False
                 expired.append(request)
-            elif now >= request.short_at:
-                self._give_up_the_rest(request, now)
+            elif now >= request.short_at and request.gives_up_the_rest(now):
+                self.abort(request.request_id)
         return expired
-
-    def _give_up_the_rest(self, request: CoreRequest, now: float) -> None:
-        """A body that ended short has been silent long enough: abort the request (the app
-        reads an error, §6.2), unless it still has input to read (the wait starts again)."""
-        if request.handler is not None and request.handler.input_pending():
-            request.short_at = now + INPUT_STALL_SECONDS
-            return
-        request.short_at = NEVER
-        logger.warning(
-            "request %d: its body ended %d bytes before its CONTENT_LENGTH and nothing more "
-            "came in %d s: aborted (the client left mid-upload, FastCGI §6.2)",
-            request.request_id,
-            request.short_by,
-            INPUT_STALL_SECONDS,
-        )
-        self.abort(request.request_id)
 
     @property
     def input_pending(self) -> bool:
