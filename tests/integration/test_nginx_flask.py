@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
+import time
+from pathlib import Path
 from typing import Any
 
 import pytest
-from servers import RunningProcess
+from servers import RunningProcess, nginx_binary, run_fcgigw, run_nginx, short_tempdir
 
 pytestmark = pytest.mark.integration
 
@@ -170,3 +173,34 @@ def test_sub_path_mount_with_root_path() -> None:
         status, headers, _ = http_request(nginx, "GET", "/app/go")
     assert (seen["script_root"], seen["path"]) == ("/app", "/echo")
     assert (status, headers["Location"]) == (302, "/app/")
+
+
+#: An upload cut short: the Content-Length the client gives, and what it sends of it.
+PROMISED_BYTES, SENT_BYTES = 1_000_000, 300_000
+
+
+def test_an_unbuffered_upload_cut_short_is_not_saved_as_whole() -> None:
+    """With ``fastcgi_request_buffering off`` nginx passes an upload on as it comes (the app
+    starts on it at once, and nginx keeps no temporary file), and when its client leaves
+    mid-upload, it closes the FastCGI connection. A Flask app that saves
+    ``request.get_data()`` then gets fcgigw's ClientDisconnected (an OSError) and saves
+    nothing; until fcgigw raised, it saved the 300 KB that came as the whole upload. The
+    next upload is saved whole."""
+    if nginx_binary() is None:
+        pytest.skip("nginx is not installed (apt-get install nginx-light); .ci/run installs it")
+    uploads = Path(short_tempdir())
+    with (
+        run_fcgigw("--access-log", "flaskapps:app") as fcgigw,
+        run_nginx(fcgigw.address, extra="fastcgi_request_buffering off;") as nginx,
+    ):
+        host, _, port = nginx.address.rpartition(":")
+        with socket.create_connection((host, int(port)), timeout=20) as sock:
+            head = f"POST /upload/cut?dir={uploads} HTTP/1.1\r\nHost: localhost\r\n"
+            head += f"Content-Length: {PROMISED_BYTES}\r\n\r\n"
+            sock.sendall(head.encode() + b"u" * SENT_BYTES)
+            time.sleep(0.5)  # nginx passes on what came
+        fcgigw.wait_for_log('"POST /upload/cut')  # the access log: the request has ended
+        body = b"w" * SENT_BYTES
+        status, _, answer = http_request(nginx, "POST", f"/upload/whole?dir={uploads}", body=body)
+        assert (status, json.loads(answer)) == (200, {"saved": SENT_BYTES})
+    assert sorted(path.name for path in uploads.iterdir()) == ["whole"]
