@@ -17,6 +17,7 @@ the first segment of the path below the mount point:
   (the body ended: N bytes), ``error N`` (reading it raised, as WSGI's ``wsgi.input``
   does when the web server went away before the end) or ``disconnected N`` (ASGI's
   ``http.disconnect`` came instead of the rest); then answers what it wrote;
+- ``/headers?size=N&count=C``: a response with C headers ``X-Big-0``... of N bytes each;
 - ``/redirect``: an explicit ``302`` with a Location built from the mount point, and a body;
 - ``/early?size=N``: ``413`` without reading the request body (web-servers.md §2): TOO_LARGE
   (for WSGI a list of one item, as simple apps return), or N bytes of ``x`` in 64 KiB parts;
@@ -121,6 +122,17 @@ def _wsgi_upload(environ: dict[str, Any], start_response: StartResponse) -> Iter
     return [mark]
 
 
+def _big_headers(query: str) -> list[tuple[str, str]]:
+    size, count = int(_query_value(query, "size") or 0), int(_query_value(query, "count") or 1)
+    return [(f"X-Big-{number}", "h" * size) for number in range(count)]
+
+
+def _wsgi_headers(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+    headers = _big_headers(environ.get("QUERY_STRING", ""))
+    start_response("200 OK", [("Content-Type", "text/plain"), *headers])
+    return [b"big headers\n"]
+
+
 def _wsgi_redirect(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
     location = environ["SCRIPT_NAME"] + "/echo/landed"
     start_response(
@@ -168,6 +180,7 @@ WSGI_ROUTES = {
     "stream": _wsgi_stream,
     "endless": _wsgi_endless,
     "upload": _wsgi_upload,
+    "headers": _wsgi_headers,
     "redirect": _wsgi_redirect,
     "early": _wsgi_early,
     "method": _wsgi_method,
@@ -246,6 +259,13 @@ async def _asgi_upload(scope: dict[str, Any], receive: Receive, send: Send) -> N
         await send({"type": "http.response.body", "body": mark})
 
 
+async def _asgi_headers(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+    headers = _big_headers(scope["query_string"].decode("latin-1"))
+    encoded = [(name.lower().encode(), value.encode()) for name, value in headers]
+    await _start(send, 200, [(b"content-type", b"text/plain"), *encoded])
+    await send({"type": "http.response.body", "body": b"big headers\n"})
+
+
 async def _asgi_redirect(scope: dict[str, Any], receive: Receive, send: Send) -> None:
     location = (scope["root_path"] + "/echo/landed").encode()
     await _start(
@@ -288,6 +308,7 @@ ASGI_ROUTES = {
     "endless": _asgi_endless,
     "disconnect": _asgi_disconnect,
     "upload": _asgi_upload,
+    "headers": _asgi_headers,
     "redirect": _asgi_redirect,
     "early": _asgi_early,
     "method": _asgi_method,
