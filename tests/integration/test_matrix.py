@@ -105,13 +105,27 @@ class Profile:
     response_header_line_limit: int | None = None
     response_head_limit: int | None = None
     response_head_refused_with: int = 502
+    # And the request head it passes on (larger ones get its own 400, 431 or 500): nginx
+    # refuses a line over 8 KiB or a head over 32 KiB (large_client_header_buffers 4 8k),
+    # Apache a line over 8,190 bytes (LimitRequestFieldSize), mod_fcgid params that do not
+    # fit in one 64 KiB record, lighttpd a head over 8 KiB (server.max-request-field-size),
+    # HAProxy one over its buffer
+    request_header_line_limit: int | None = None
+    request_head_limit: int | None = None
     # §4: cgi-fcgi passes its whole environment on as params (here the shell's PWD too)
     forwards_environment: bool = False
     # False for cgi-fcgi: a CGI program, not an HTTP server (no TLS, no connections)
     http: bool = True
 
 
-NGINX = Profile("nginx", "nginx", stops_sending_body_once_answered=True, notices_early_hang_up=True)
+NGINX = Profile(
+    "nginx",
+    "nginx",
+    stops_sending_body_once_answered=True,
+    notices_early_hang_up=True,
+    request_header_line_limit=8 * 1024,
+    request_head_limit=32 * 1024,
+)
 APACHE_PROXY_FCGI = Profile(
     "apache-proxy-fcgi",
     "apache-proxy-fcgi",
@@ -120,6 +134,7 @@ APACHE_PROXY_FCGI = Profile(
     passes_a_cut_upload=True,
     response_header_line_limit=8192,
     response_head_refused_with=500,
+    request_header_line_limit=8190,
 )
 APACHE_FCGID = Profile(
     "apache-fcgid",
@@ -129,8 +144,10 @@ APACHE_FCGID = Profile(
     ends_http2_body_at_its_length=True,
     response_header_line_limit=8192,
     response_head_refused_with=500,
+    request_header_line_limit=8190,
+    request_head_limit=64 * 1024,
 )
-LIGHTTPD = Profile("lighttpd", "lighttpd", http2_length_required=True)
+LIGHTTPD = Profile("lighttpd", "lighttpd", http2_length_required=True, request_head_limit=8 * 1024)
 H2O = Profile("h2o", "h2o", cookie="a=1;b=2")
 CADDY = Profile(
     "caddy",
@@ -158,6 +175,7 @@ HAPROXY = Profile(
     largest_http2_upload_without_length=8 * 1024,
     passes_a_cut_upload=True,
     response_head_limit=16 * 1024,
+    request_head_limit=16 * 1024,
 )
 
 
@@ -505,17 +523,38 @@ def test_big_response_headers_reach_the_client(target: Target, form: str) -> Non
     own error page, and the next request is served."""
     count, size = BIG_HEADERS[form]
     profile = target.variant.profile
-    fits = (profile.response_header_line_limit or size) >= size and (
-        profile.response_head_limit or count * size
-    ) >= count * size
     response = target.fetch("GET", f"/headers?size={size}&count={count}")
-    if fits:
+    if fits(count, size, profile.response_header_line_limit, profile.response_head_limit):
         assert response.status == 200, response
         assert [response.header(f"X-Big-{number}") for number in range(count)] == [
             "h" * size
         ] * count
     else:
         assert response.status == profile.response_head_refused_with, response
+    assert target.echo("/echo/after").path == "/echo/after"
+
+
+def fits(lines: int, size: int, line_limit: int | None, head_limit: int | None) -> bool:
+    """``lines`` header lines of ``size`` bytes each are within both limits (None: none)."""
+    return (line_limit or size) >= size and (head_limit or lines * size) >= lines * size
+
+
+@matrix()
+@pytest.mark.parametrize("form", BIG_HEADERS | {"70k": (10, 7000)})
+def test_big_request_headers_reach_the_app(target: Target, form: str) -> None:
+    """Big cookies (a session in a JWT) and many headers: each server passes a request head
+    up to its own limits, and answers a bigger one itself (400, 431, or mod_fcgid's 500);
+    fcgigw takes a megabyte of params (max_params_bytes) and is never the one to refuse
+    (README note 24)."""
+    count, size = (BIG_HEADERS | {"70k": (10, 7000)})[form]
+    profile = target.variant.profile
+    headers = [(f"X-Big-{number}", "r" * size) for number in range(count)]
+    if fits(count, size, profile.request_header_line_limit, profile.request_head_limit):
+        seen = target.echo("/echo", headers=headers)
+        assert [seen.header(name) for name, _ in headers] == [value for _, value in headers]
+    else:
+        response = target.fetch("GET", "/echo", headers)
+        assert response.status in {400, 431, 500}, response
     assert target.echo("/echo/after").path == "/echo/after"
 
 
