@@ -136,7 +136,10 @@ class RequestTable:
 
     @property
     def read_deadline(self) -> float:
-        return min((min(r.quiet_at, r.short_at) for r in self.requests.values()), default=NEVER)
+        deadline = NEVER
+        for request in self.requests.values():
+            deadline = min(deadline, request.quiet_at, request.short_at)
+        return deadline
 
     def tick(self, now: float) -> list[CoreRequest]:
         """Held END_REQUESTs whose body went quiet go out; requests past their timeout are
