@@ -511,6 +511,13 @@ def test_authorization_reaches_the_app(target: Target) -> None:
 
 #: Big response heads: header lines of so many bytes each (X-Big-0, X-Big-1, ...).
 BIG_HEADERS = {"12k-in-3-lines": (3, 4000), "one-8300-byte-line": (1, 8300), "28k": (7, 4000)}
+#: And request heads, up to what Caddy and h2o pass.
+BIG_REQUEST_HEADERS = BIG_HEADERS | {"70k": (10, 7000)}
+
+
+def fits(lines: int, size: int, line_limit: int | None, head_limit: int | None) -> bool:
+    """``lines`` header lines of ``size`` bytes each are within both limits (None: none)."""
+    return (line_limit or size) >= size and (head_limit or lines * size) >= lines * size
 
 
 @matrix()
@@ -534,19 +541,14 @@ def test_big_response_headers_reach_the_client(target: Target, form: str) -> Non
     assert target.echo("/echo/after").path == "/echo/after"
 
 
-def fits(lines: int, size: int, line_limit: int | None, head_limit: int | None) -> bool:
-    """``lines`` header lines of ``size`` bytes each are within both limits (None: none)."""
-    return (line_limit or size) >= size and (head_limit or lines * size) >= lines * size
-
-
 @matrix()
-@pytest.mark.parametrize("form", BIG_HEADERS | {"70k": (10, 7000)})
+@pytest.mark.parametrize("form", BIG_REQUEST_HEADERS)
 def test_big_request_headers_reach_the_app(target: Target, form: str) -> None:
     """Big cookies (a session in a JWT) and many headers: each server passes a request head
     up to its own limits, and answers a bigger one itself (400, 431, or mod_fcgid's 500);
     fcgigw takes a megabyte of params (max_params_bytes) and is never the one to refuse
     (README note 24)."""
-    count, size = (BIG_HEADERS | {"70k": (10, 7000)})[form]
+    count, size = BIG_REQUEST_HEADERS[form]
     profile = target.variant.profile
     headers = [(f"X-Big-{number}", "r" * size) for number in range(count)]
     if fits(count, size, profile.request_header_line_limit, profile.request_head_limit):
