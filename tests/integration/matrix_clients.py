@@ -285,7 +285,17 @@ def hang_up_mid_response(address: str, target: str, *, streams: bool, timeout: f
             received += data
 
 
-def leave_mid_upload(address: str, target: str, promised: int, sent: int, timeout: float) -> None:
+#: A client that leaves mid-upload: the Content-Length it gives, and what it sends of it.
+CUT_UPLOAD_PROMISED, CUT_UPLOAD_SENT = 1_000_000, 300_000
+
+
+def leave_mid_upload(
+    address: str,
+    target: str,
+    promised: int = CUT_UPLOAD_PROMISED,
+    sent: int = CUT_UPLOAD_SENT,
+    timeout: float = TIMEOUT,
+) -> None:
     """POST to ``target`` with a Content-Length of ``promised`` bytes, send ``sent`` of them,
     and close the connection, as a browser does when its user gives up on an upload."""
     host, _, port = address.rpartition(":")

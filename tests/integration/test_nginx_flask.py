@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import http.client
 import json
-import socket
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from matrix_clients import CUT_UPLOAD_SENT, leave_mid_upload
 from servers import RunningProcess, nginx_binary, run_fcgigw, run_nginx, short_tempdir
 
 pytestmark = pytest.mark.integration
@@ -175,10 +174,6 @@ def test_sub_path_mount_with_root_path() -> None:
     assert (status, headers["Location"]) == (302, "/app/")
 
 
-#: An upload cut short: the Content-Length the client gives, and what it sends of it.
-PROMISED_BYTES, SENT_BYTES = 1_000_000, 300_000
-
-
 def test_an_unbuffered_upload_cut_short_is_not_saved_as_whole() -> None:
     """With ``fastcgi_request_buffering off`` nginx passes an upload on as it comes (the app
     starts on it at once, and nginx keeps no temporary file), and when its client leaves
@@ -193,14 +188,9 @@ def test_an_unbuffered_upload_cut_short_is_not_saved_as_whole() -> None:
         run_fcgigw("--access-log", "flaskapps:app") as fcgigw,
         run_nginx(fcgigw.address, extra="fastcgi_request_buffering off;") as nginx,
     ):
-        host, _, port = nginx.address.rpartition(":")
-        with socket.create_connection((host, int(port)), timeout=20) as sock:
-            head = f"POST /upload/cut?dir={uploads} HTTP/1.1\r\nHost: localhost\r\n"
-            head += f"Content-Length: {PROMISED_BYTES}\r\n\r\n"
-            sock.sendall(head.encode() + b"u" * SENT_BYTES)
-            time.sleep(0.5)  # nginx passes on what came
+        leave_mid_upload(nginx.address, f"/upload/cut?dir={uploads}")
         fcgigw.wait_for_log('"POST /upload/cut')  # the access log: the request has ended
-        body = b"w" * SENT_BYTES
+        body = b"w" * CUT_UPLOAD_SENT
         status, _, answer = http_request(nginx, "POST", f"/upload/whole?dir={uploads}", body=body)
-        assert (status, json.loads(answer)) == (200, {"saved": SENT_BYTES})
+        assert (status, json.loads(answer)) == (200, {"saved": CUT_UPLOAD_SENT})
     assert sorted(path.name for path in uploads.iterdir()) == ["whole"]
