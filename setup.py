@@ -33,6 +33,7 @@ COMPILED_MODULES = [
         "server/core_life",
         "server/core_request",
         "server/core_requests",
+        "server/core_settings",
         "server/connection_limit",
         "server/accept",
         "server/lifecycle",

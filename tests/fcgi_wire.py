@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from fcgigw.client import FastCGIClient, build_params
+from fcgigw.config import Config
 from fcgigw.protocol import (
     NEED_DATA,
     AbortRequest,
@@ -29,7 +30,6 @@ from fcgigw.protocol import (
     Role,
     build_record,
 )
-from fcgigw.server.core import INPUT_STALL_SECONDS
 
 READ_TIMEOUT = 10.0  # a wait for the server longer than this is a hang
 RST = b"\1\0\0\0\0\0\0\0"  # SO_LINGER on, 0 s: close() sends RST
@@ -205,10 +205,10 @@ def cut_a_body_short(address: str, path: str, *, cut: str, then: str) -> None:
     of it, then do what a web server does when its client leaves mid-upload (``cut``, one
     of CUTS): ABORT_REQUEST (§5.4); close the connection (Apache, Caddy, HAProxy:
     web-servers.md §2); or end STDIN with its empty record and wait for the answer (§6.2,
-    cgi-fcgi), which must come, END_REQUEST included, once the body has been silent for
-    INPUT_STALL_SECONDS. After an abort or an early end the connection then serves GET
-    ``then``, which must answer 200."""
-    timeout = READ_TIMEOUT + INPUT_STALL_SECONDS
+    cgi-fcgi), which must come, END_REQUEST included, once the body has been silent for the
+    server's body_stall_timeout_seconds (at most the default). After an abort or an early
+    end the connection then serves GET ``then``, which must answer 200."""
+    timeout = READ_TIMEOUT + Config().body_stall_timeout_seconds
     with FastCGIClient(address, timeout=timeout) as client:
         keep = cut != "connection-closed"
         client.begin(build_params("POST", path, body_length=PROMISED_BYTES), keep_connection=keep)

@@ -107,6 +107,7 @@ def test_pools_inherit_the_top_level(tmp_path: Path) -> None:
         ("threads = 4\nthraeds = 5\n", ":2: thraeds: unknown setting; did you mean 'threads'?"),
         ("\n\nthreads = 'many'\n", ":3: threads: want an integer, got 'many'"),
         ("threads = 0\n", ":1: threads: must be at least 1"),
+        ("body_stall_timeout_seconds = 0\n", ":1: body_stall_timeout_seconds: must be at least 1"),
         ("access-log = 1\n", ":1: access-log: want true or false, got 1"),
         (
             "socket_mode = 660\n",

@@ -151,6 +151,14 @@ class Config:
         "--workers its worker is then replaced (a new one starts first); 0 is no limit",
         default=0,
     )
+    body_stall_timeout_seconds: int = _setting(
+        "seconds a request body may stay silent before fcgigw stops waiting for the rest, "
+        "where a paused upload looks like one that will not go on: once the app has "
+        "answered (every server but nginx goes on sending the body), and after the web "
+        "server ended it short of its CONTENT_LENGTH (its client left: the app reads an "
+        "error); at least 1",
+        default=10,
+    )
     max_request_body_bytes: int = _setting(
         "request body bytes accepted; a bigger body gets 413 without calling the app (0: no limit)",
         default=0,
@@ -207,6 +215,7 @@ class Config:
             "max_connections",
             "max_concurrent_requests_per_connection",
             "request_body_memory_bytes",
+            "body_stall_timeout_seconds",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")

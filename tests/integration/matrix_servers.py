@@ -116,14 +116,20 @@ def stack_of(
     return Stack(server.address, https, server.log_path, setup.workdir, fcgigw)
 
 
+#: The cgi-fcgi stack's --body-stall-timeout-seconds (the default's 10 s would make its cut
+#: upload test wait that long).
+CGI_FCGI_STALL_SECONDS = 2
+
+
 @contextlib.contextmanager
 def fcgigw_for(
-    setup: Setup, name: str, *, root_path: str = ROOT_PATH
+    setup: Setup, name: str, *settings: str, root_path: str = ROOT_PATH
 ) -> Iterator[tuple[RunningProcess, Path]]:
-    """fcgigw on a TCP port and a Unix socket, with --root-path ``root_path`` unless empty."""
+    """fcgigw on a TCP port and a Unix socket, with --root-path ``root_path`` unless empty,
+    and ``settings`` (more options)."""
     socket_path = setup.workdir / f"{name}-{setup.interface}.sock"
     mount = ("--root-path", root_path) if root_path else ()
-    args = ("--bind", f"unix:{socket_path}", *mount, "--access-log", setup.app)
+    args = ("--bind", f"unix:{socket_path}", *mount, *settings, "--access-log", setup.app)
     with run_fcgigw(*args) as server:
         wait_until_connectable(f"unix:{socket_path}", server.process)
         yield server, socket_path
@@ -295,8 +301,10 @@ def haproxy(setup: Setup) -> Iterator[Stack]:
 
 @contextlib.contextmanager
 def cgi_fcgi(setup: Setup) -> Iterator[Stack]:
-    """No server: the test is the CGI host that runs examples/servers/cgi-fcgi.cgi."""
-    with fcgigw_for(setup, "cgi-fcgi") as (app, socket_path):
+    """No server: the test is the CGI host that runs examples/servers/cgi-fcgi.cgi. A body
+    that cgi-fcgi ends short (its client left) is given up after CGI_FCGI_STALL_SECONDS."""
+    stall = ("--body-stall-timeout-seconds", str(CGI_FCGI_STALL_SECONDS))
+    with fcgigw_for(setup, "cgi-fcgi", *stall) as (app, socket_path):
         command = f"exec cgi-fcgi -bind -connect {socket_path}"
         program = setup.script(
             "cgi-fcgi.cgi", example_config(EXAMPLES / "cgi-fcgi.cgi", {"exec ": command})

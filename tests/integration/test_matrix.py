@@ -676,7 +676,8 @@ def test_a_client_that_leaves_mid_upload_leaves_no_truncated_body(target: Target
     ``http.disconnect``, never the end of the body: an app saving uploads would otherwise
     keep a truncated file as whole, and behind Apache, Caddy and HAProxy a WSGI app did until
     fcgigw raised (§6.2 asks the app to notice). cgi-fcgi ends STDIN early and waits: the
-    request is aborted once the body has been silent for 10 s (it waited for ever before).
+    request is aborted once the body has been silent for --body-stall-timeout-seconds (its
+    stack sets CGI_FCGI_STALL_SECONDS; it waited for ever before).
     The servers that read the whole body first never call the app (it would write its mark
     at once). The next request is served."""
     cut = target.variant.profile.passes_a_cut_upload

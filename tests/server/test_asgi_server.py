@@ -29,10 +29,13 @@ TIMEOUT = 20
 
 @pytest.fixture(scope="module", params=["asyncio", "uvloop"])
 def asgi(request: pytest.FixtureRequest) -> Iterator[RunningProcess]:
-    """The ASGI test apps with lifespan, on each event loop."""
+    """The ASGI test apps with lifespan, on each event loop; a body that ends short is given
+    up after 1 s of silence (instead of 10)."""
     with run_fcgigw(
         "--loop",
         request.param,
+        "--body-stall-timeout-seconds",
+        "1",
         "--access-log",
         "--root-path",
         "/app",

@@ -32,7 +32,6 @@ from fcgigw.protocol import (
 from fcgigw.server.core import (
     FIRST_RECORD_WAIT_SECONDS,
     INPUT_QUIET_SECONDS,
-    INPUT_STALL_SECONDS,
     ConnectionCore,
     CoreRequest,
     CoreSettings,
@@ -40,6 +39,8 @@ from fcgigw.server.core import (
 
 PARAMS = ((b"REQUEST_METHOD", b"GET"), (b"SCRIPT_NAME", b"/hello"))
 T0 = 1000.0
+#: The default body_stall_timeout_seconds.
+DEFAULT_STALL_SECONDS = load_config({}).body_stall_timeout_seconds
 
 
 class Handler:
@@ -210,9 +211,9 @@ def test_end_request_waits_for_the_rest_of_the_body() -> None:
     [
         (b"nginx/1.22.1", INPUT_QUIET_SECONDS),  # stops sending once answered, and waits
         (b"OpenResty/1.21.4.1", INPUT_QUIET_SECONDS),
-        (b"HAProxy", INPUT_STALL_SECONDS),  # sends it all: the client's upload paused
-        (b"Apache/2.4.62 (Debian)", INPUT_STALL_SECONDS),
-        (None, INPUT_STALL_SECONDS),  # a server that does not say
+        (b"HAProxy", DEFAULT_STALL_SECONDS),  # sends it all: the client's upload paused
+        (b"Apache/2.4.62 (Debian)", DEFAULT_STALL_SECONDS),
+        (None, DEFAULT_STALL_SECONDS),  # a server that does not say
     ],
 )
 def test_a_held_end_request_goes_once_the_body_has_gone_quiet(
@@ -261,7 +262,7 @@ def test_a_body_whole_by_its_length_ends_for_the_app_before_its_empty_record() -
 
 def test_a_body_whose_empty_record_never_comes_ends_after_the_stall_wait() -> None:
     """HAProxy 2.6 now and then sends no empty record after an HTTP/2 body: the app has its
-    body, and END_REQUEST goes once the input has been silent for INPUT_STALL_SECONDS."""
+    body, and END_REQUEST goes once the input has been silent for DEFAULT_STALL_SECONDS."""
     harness = Harness()
     client = harness.client
     params = (*PARAMS, (b"CONTENT_LENGTH", b"5"), (b"SERVER_SOFTWARE", b"HAProxy"))
@@ -270,9 +271,9 @@ def test_a_body_whose_empty_record_never_comes_ends_after_the_stall_wait() -> No
     [handler] = harness.handlers
     assert handler.ended == [RecordType.STDIN]
     harness.received(harness.core.finish(handler.request, 0, b"Status: 200 OK\r\n\r\n", T0))
-    harness.core.tick(T0 + INPUT_STALL_SECONDS)
+    harness.core.tick(T0 + DEFAULT_STALL_SECONDS)
     assert harness.received() == [OutputEnd(1), EndRequest(1, 0)]
-    harness.feed(request_bytes(client, keep=True), now=T0 + INPUT_STALL_SECONDS)
+    harness.feed(request_bytes(client, keep=True), now=T0 + DEFAULT_STALL_SECONDS)
     assert len(harness.handlers) == 2  # the connection goes on
 
 
@@ -290,17 +291,17 @@ def short_body(harness: Harness, now: float = T0) -> Handler:
 def test_a_body_that_ended_short_is_aborted_once_silent_for_the_stall_wait(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """The app waits for the rest of its body, which will not come: after INPUT_STALL_SECONDS
+    """The app waits for the rest of its body, which will not come: after DEFAULT_STALL_SECONDS
     of silence the request is aborted (its read fails, ASGI's receive says disconnect), and
     END_REQUEST goes once the app has ended, so the web server is not left waiting."""
     harness = Harness()
     handler = short_body(harness)
     assert (bytes(handler.inputs[RecordType.STDIN]), handler.ended) == (b"part", [])
-    assert harness.core.read_deadline == T0 + INPUT_STALL_SECONDS
-    harness.core.tick(T0 + INPUT_STALL_SECONDS - 0.1)
+    assert harness.core.read_deadline == T0 + DEFAULT_STALL_SECONDS
+    harness.core.tick(T0 + DEFAULT_STALL_SECONDS - 0.1)
     assert handler.aborts == 0
     with caplog.at_level(logging.WARNING, "fcgigw.server"):
-        harness.core.tick(T0 + INPUT_STALL_SECONDS)
+        harness.core.tick(T0 + DEFAULT_STALL_SECONDS)
     assert handler.aborts == 1
     assert "request 1: its body ended 6 bytes before its CONTENT_LENGTH" in caplog.text
     assert harness.received(harness.core.finish(handler.request, 0, b"", T0 + 11)) == [
@@ -317,7 +318,7 @@ def test_more_body_after_an_early_empty_record_goes_on_to_the_app() -> None:
     handler = short_body(harness)
     harness.feed(harness.client.send(InputData(1, b"-rest!")), now=T0 + 1)
     assert harness.core.read_deadline == float("inf")
-    harness.core.tick(T0 + INPUT_STALL_SECONDS * 2)
+    harness.core.tick(T0 + DEFAULT_STALL_SECONDS * 2)
     assert (bytes(handler.inputs[RecordType.STDIN]), handler.ended) == (
         b"part-rest!",
         [RecordType.STDIN],
@@ -331,13 +332,31 @@ def test_a_short_body_is_not_given_up_while_the_app_has_input_to_read() -> None:
     harness = Harness()
     handler = short_body(harness)
     handler.unread = True
-    harness.core.tick(T0 + INPUT_STALL_SECONDS)
+    harness.core.tick(T0 + DEFAULT_STALL_SECONDS)
     assert handler.aborts == 0
     handler.unread = False
-    harness.core.tick(T0 + INPUT_STALL_SECONDS * 2 - 0.1)
+    harness.core.tick(T0 + DEFAULT_STALL_SECONDS * 2 - 0.1)
     assert handler.aborts == 0
-    harness.core.tick(T0 + INPUT_STALL_SECONDS * 2)
+    harness.core.tick(T0 + DEFAULT_STALL_SECONDS * 2)
     assert handler.aborts == 1
+
+
+def test_the_stall_wait_is_the_body_stall_timeout_setting() -> None:
+    """An operator behind HAProxy or cgi-fcgi shortens both waits with one setting."""
+    harness = Harness(body_stall_timeout_seconds=2)
+    handler = short_body(harness)
+    assert harness.core.read_deadline == T0 + 2
+    harness.core.tick(T0 + 2)
+    assert handler.aborts == 1
+    harness.received(harness.core.finish(handler.request, 0, b"", T0 + 2))
+    client = harness.client
+    params = (*PARAMS, (b"SERVER_SOFTWARE", b"HAProxy"))
+    harness.feed(client.send(RequestStarted(1, Role.RESPONDER, True, params)), now=T0 + 3)
+    request = harness.handlers[1].request
+    harness.received(harness.core.finish(request, 0, b"Status: 200 OK\r\n\r\n", T0 + 3))
+    assert harness.core.read_deadline == T0 + 5
+    harness.core.tick(T0 + 5)
+    assert harness.received() == [OutputEnd(1), EndRequest(1, 0)]
 
 
 # -- aborts, lost connections, protocol errors -------------------------------------------------

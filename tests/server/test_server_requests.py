@@ -6,10 +6,11 @@ import hashlib
 import json
 import socket
 import threading
+from collections.abc import Iterator
 
 import pytest
 from fcgi_wire import CUTS, check_body_read_to_its_length, cut_a_body_short
-from servers import RunningProcess
+from servers import RunningProcess, run_fcgigw, short_tempdir
 
 from fcgigw.client import FastCGIClient, build_params
 from fcgigw.protocol import (
@@ -159,19 +160,32 @@ def test_abort_request_ends_the_request(server: RunningProcess) -> None:
         assert fcgi.request(build_params("GET", "/hello"), keep_connection=True).status == 200
 
 
+@pytest.fixture(scope="module", params=["tcp", "unix"])
+def quick_stall_server(request: pytest.FixtureRequest) -> Iterator[RunningProcess]:
+    """The router with --body-stall-timeout-seconds 1: a body that ended short of its
+    CONTENT_LENGTH is given up after 1 s of silence instead of 10."""
+    address = f"unix:{short_tempdir()}/fcgigw.sock" if request.param == "unix" else None
+    args = ("--body-stall-timeout-seconds", "1", "--access-log", "testapps:router")
+    with run_fcgigw(*args, address=address) as running:
+        yield running
+
+
 @pytest.mark.parametrize("cut", CUTS)
 def test_a_body_cut_short_raises_in_the_app_rather_than_ending(
-    server: RunningProcess, cut: str
+    quick_stall_server: RunningProcess, cut: str
 ) -> None:
     """The web server aborts the request, closes the connection, or ends STDIN before the
     body's CONTENT_LENGTH bytes came (its client left mid-upload: §6.2). Reading wsgi.input
     then raises an OSError, as mod_wsgi's does, instead of ending: an app that saves uploads
     would otherwise keep a truncated file as the whole. (It ended, behind Apache, Caddy and
     HAProxy, until fcgigw raised; after an early end it waited for ever.)"""
+    server = quick_stall_server
     tag = f"{cut}-{server.address[-6:]}"
     cut_a_body_short(server.address, f"/body_outcome?{tag}", cut=cut, then="/hello")
     server.wait_for_log(f"body {tag}: error ")
     assert f"body {tag}: whole" not in server.log()
+    if cut == "early-end":  # given up after the set wait, not the default's 10 s
+        server.wait_for_log("nothing more came in 1 s: aborted")
 
 
 @pytest.mark.parametrize(

@@ -23,16 +23,13 @@ A backend drives one ``ConnectionCore`` per connection, from one thread at a tim
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
-from ..config import Config
 from ..protocol import (
     AbortRequest,
     ConnectionClosed,
     InputData,
     InputEnd,
     InputEndedShort,
-    ProtocolSettings,
     RemoteProtocolError,
     RequestStarted,
     ServerConnection,
@@ -41,63 +38,24 @@ from ..protocol.events import NeedData
 from .core_life import FIRST_RECORD_WAIT_SECONDS, ConnectionLife
 from .core_request import (
     INPUT_QUIET_SECONDS,
-    INPUT_STALL_SECONDS,
     CoreRequest,
     RequestHandler,
     RequestStarter,
 )
 from .core_requests import RequestTable
+from .core_settings import CoreSettings
 
 logger = logging.getLogger("fcgigw.server")
 
 __all__ = [
     "FIRST_RECORD_WAIT_SECONDS",
     "INPUT_QUIET_SECONDS",
-    "INPUT_STALL_SECONDS",
     "ConnectionCore",
     "CoreRequest",
     "CoreSettings",
     "RequestHandler",
     "RequestStarter",
 ]
-
-
-@dataclass(frozen=True, slots=True)
-class CoreSettings:
-    """The settings a connection core reads, taken once from the validated Config."""
-
-    protocol: ProtocolSettings
-    #: Seconds a connection may take to send a whole PARAMS stream; 0 waits forever.
-    header_timeout_seconds: int = 30
-    #: Seconds a kept connection may stay idle between requests; 0 keeps it forever.
-    idle_timeout_seconds: int = 300
-    #: Seconds a request may run before it is answered 504; 0 is no limit.
-    request_timeout_seconds: int = 0
-
-    @classmethod
-    def from_config(cls, config: Config, *, concurrent_requests: int) -> CoreSettings:
-        """``concurrent_requests``: what this backend can run at once, reported to the web
-        server as FCGI_MAX_REQS (§4.1): the thread count for WSGI, but for ASGI every
-        connection's share, since one event loop runs them all."""
-        protocol = config.protocol_settings
-        if protocol.max_requests != concurrent_requests:
-            protocol = ProtocolSettings(
-                max_params_bytes=protocol.max_params_bytes,
-                max_params_count=protocol.max_params_count,
-                max_concurrent_requests_per_connection=(
-                    protocol.max_concurrent_requests_per_connection
-                ),
-                multiplex_connections=protocol.multiplex_connections,
-                roles=protocol.roles,
-                max_connections=protocol.max_connections,
-                max_requests=concurrent_requests,
-            )
-        return cls(
-            protocol=protocol,
-            header_timeout_seconds=config.header_timeout_seconds,
-            idle_timeout_seconds=config.idle_timeout_seconds,
-            request_timeout_seconds=config.request_timeout_seconds,
-        )
 
 
 class ConnectionCore:
@@ -112,7 +70,7 @@ class ConnectionCore:
         self.peer = peer
         self.protocol = ServerConnection(settings.protocol)
         self._outbox: list[bytes] = []
-        self.table = RequestTable(self.protocol, self._outbox, start_request)
+        self.table = RequestTable(self.protocol, self._outbox, start_request, settings)
         self.requests = self.table.requests
         #: Close the socket once data_to_send() is written.
         self.should_close = False
@@ -187,7 +145,7 @@ class ConnectionCore:
                 table.input(event, now)  # type: ignore[arg-type]
             elif kind is RequestStarted:
                 self.life.request_started()
-                table.start(event, now, self.settings.request_timeout_seconds)  # type: ignore[arg-type]
+                table.start(event, now)  # type: ignore[arg-type]
             elif kind is InputEnd:
                 table.input_end(event)  # type: ignore[arg-type]
             elif kind is AbortRequest:

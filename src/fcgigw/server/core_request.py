@@ -13,12 +13,11 @@ from ..protocol import OutputData, RecordType, RequestStarted, Role, ServerConne
 #: the rest of it: nginx stops sending the body once it has the response (possibly mid-record)
 #: and waits for END_REQUEST.
 INPUT_QUIET_SECONDS: Final = 0.3
-#: The same for every other server. They send the whole body whatever the answer, and pause
-#: when the client's upload does; they fail when END_REQUEST comes first (Caddy answers 502,
-#: Apache cuts the response short, HAProxy leaves the client's next request hanging, h2o
-#: aborts), so only a body silent this long is given up. A server that does not say what it
-#: is gets this too.
-INPUT_STALL_SECONDS: Final = 10.0
+#: Every other server (and one that does not say what it is) sends the whole body whatever
+#: the answer, and pauses when the client's upload does; they fail when END_REQUEST comes
+#: first (Caddy answers 502, Apache cuts the response short, HAProxy leaves the client's next
+#: request hanging, h2o aborts), so only a body silent for the body_stall_timeout_seconds
+#: setting (``CoreRequest.stall_seconds``) is given up.
 #: SERVER_SOFTWARE of nginx and its forks (as their fastcgi_params send it), lowercased.
 _STOPS_SENDING_ONCE_ANSWERED: Final = (b"nginx", b"openresty", b"angie", b"tengine", b"freenginx")
 
@@ -74,6 +73,7 @@ class CoreRequest:
         "role",
         "short_at",
         "short_by",
+        "stall_seconds",
         "started_at",
         "status",
         "streams",
@@ -81,7 +81,12 @@ class CoreRequest:
     )
 
     def __init__(
-        self, started: RequestStarted, protocol: ServerConnection, now: float, deadline: float
+        self,
+        started: RequestStarted,
+        protocol: ServerConnection,
+        now: float,
+        deadline: float,
+        stall_seconds: float,
     ) -> None:
         self._protocol = protocol
         self.request_id = started.request_id
@@ -102,7 +107,9 @@ class CoreRequest:
         self.done = False  # END_REQUEST sent, or the connection is gone: the id is free
         self.deadline = deadline  # the request timeout
         self.quiet_at = NEVER  # while END_REQUEST is held: when to send it anyway
-        self.quiet_seconds = INPUT_STALL_SECONDS  # how long the body may pause meanwhile
+        #: How long a body may stay silent before it is given up (once answered, or short).
+        self.stall_seconds = stall_seconds
+        self.quiet_seconds = stall_seconds  # how long the body may pause while held
         #: After STDIN ended short of CONTENT_LENGTH (InputEndedShort): when to give the
         #: rest up, and how many bytes were missing.
         self.short_at = NEVER
@@ -149,7 +156,8 @@ class CoreRequest:
             self.done = True
             return self._protocol.end_response(self.request_id, last_stdout, app_status)
         self.held_status = app_status
-        self.quiet_seconds = input_pause_allowed(self.params)
+        if stops_sending_once_answered(self.params):
+            self.quiet_seconds = INPUT_QUIET_SECONDS
         self.quiet_at = now + self.quiet_seconds
         if last_stdout:
             return self._protocol.send(OutputData(self.request_id, last_stdout))
@@ -162,24 +170,24 @@ class CoreRequest:
     def ended_short(self, missing: int, now: float) -> None:
         """STDIN's empty record came ``missing`` bytes before CONTENT_LENGTH (§6.2): its
         client failed to send them, or the rest is still to come (mod_fcgid). The rest is
-        waited for until the body has been silent for INPUT_STALL_SECONDS with all that came
+        waited for until the body has been silent for ``stall_seconds`` with all that came
         read by the app (gives_up_the_rest)."""
-        self.short_at = now + INPUT_STALL_SECONDS
+        self.short_at = now + self.stall_seconds
         self.short_by = missing
 
     def gives_up_the_rest(self, now: float) -> bool:
         """At ``short_at``: True (and logged) if the request is to be aborted, so that the
         app reads an error; else the wait starts again, the app having input to read."""
         if self.handler is not None and self.handler.input_pending():
-            self.short_at = now + INPUT_STALL_SECONDS
+            self.short_at = now + self.stall_seconds
             return False
         self.short_at = NEVER
         logger.warning(
             "request %d: its body ended %d bytes before its CONTENT_LENGTH and nothing more "
-            "came in %d s: aborted (the client left mid-upload, FastCGI §6.2)",
+            "came in %g s: aborted (the client left mid-upload, FastCGI §6.2)",
             self.request_id,
             self.short_by,
-            INPUT_STALL_SECONDS,
+            self.stall_seconds,
         )
         return True
 
@@ -196,11 +204,9 @@ class CoreRequest:
         self.bytes_sent += len(data)
 
 
-def input_pause_allowed(params: Params) -> float:
-    """How long a request's body may pause once its response is out (see the constants)."""
+def stops_sending_once_answered(params: Params) -> bool:
+    """nginx (and its forks), by their SERVER_SOFTWARE: see INPUT_QUIET_SECONDS."""
     for name, value in params:
         if name == b"SERVER_SOFTWARE":
-            if value.lower().startswith(_STOPS_SENDING_ONCE_ANSWERED):
-                return INPUT_QUIET_SECONDS
-            break
-    return INPUT_STALL_SECONDS
+            return value.lower().startswith(_STOPS_SENDING_ONCE_ANSWERED)
+    return False

@@ -7,6 +7,7 @@ from typing import Final
 
 from ..protocol import InputData, InputEnd, InputEndedShort, RequestStarted, Role, ServerConnection
 from .core_request import NEVER, CoreRequest, RequestHandler, RequestStarter
+from .core_settings import CoreSettings
 
 _AUTHORIZER: Final = Role.AUTHORIZER
 
@@ -20,18 +21,25 @@ class RequestTable:
     server by itself (held END_REQUESTs) go to the connection's ``outbox``."""
 
     def __init__(
-        self, protocol: ServerConnection, outbox: list[bytes], start_request: RequestStarter
+        self,
+        protocol: ServerConnection,
+        outbox: list[bytes],
+        start_request: RequestStarter,
+        settings: CoreSettings,
     ) -> None:
         self.requests: dict[int, CoreRequest] = {}
+        self._request_timeout_seconds = settings.request_timeout_seconds  # 0: none
+        self._body_stall_seconds = settings.body_stall_timeout_seconds
         self._protocol = protocol
         self._outbox = outbox
         self._start_request = start_request
         #: Every request ended so far had its input read to its end (a plain close is safe).
         self.input_complete = True
 
-    def start(self, event: RequestStarted, now: float, timeout_seconds: int) -> None:
-        deadline = now + timeout_seconds if timeout_seconds else NEVER
-        request = CoreRequest(event, self._protocol, now, deadline)
+    def start(self, event: RequestStarted, now: float) -> None:
+        timeout = self._request_timeout_seconds
+        deadline = now + timeout if timeout else NEVER
+        request = CoreRequest(event, self._protocol, now, deadline, self._body_stall_seconds)
         self.requests[event.request_id] = request
         if request.role is _AUTHORIZER:
             # §6.3: an Authorizer's input ends with its PARAMS (the protocol says InputEnd at
