@@ -179,7 +179,8 @@ def test_an_unbuffered_upload_cut_short_is_not_saved_as_whole() -> None:
     starts on it at once, and nginx keeps no temporary file), and when its client leaves
     mid-upload, it closes the FastCGI connection. A Flask app that saves
     ``request.get_data()`` then gets fcgigw's ClientDisconnected (an OSError) and saves
-    nothing; until fcgigw raised, it saved the 300 KB that came as the whole upload. The
+    nothing; until fcgigw raised, it saved the 300 KB that came as the whole upload. Flask's
+    traceback (written to wsgi.errors, which nginx no longer reads) is in fcgigw's log. The
     next upload is saved whole."""
     if nginx_binary() is None:
         pytest.skip("nginx is not installed (apt-get install nginx-light); .ci/run installs it")
@@ -190,6 +191,9 @@ def test_an_unbuffered_upload_cut_short_is_not_saved_as_whole() -> None:
     ):
         leave_mid_upload(nginx.address, f"/upload/cut?dir={uploads}")
         fcgigw.wait_for_log('"POST /upload/cut')  # the access log: the request has ended
+        fcgigw.wait_for_log("ERROR in app: Exception on /upload/cut [POST]")
+        assert "fcgigw.stderr: request 1 (over for the web server) wrote" in fcgigw.log()
+        assert "fcgigw.adapters.channel.ClientDisconnected" in fcgigw.log()
         body = b"w" * CUT_UPLOAD_SENT
         status, _, answer = http_request(nginx, "POST", f"/upload/whole?dir={uploads}", body=body)
         assert (status, json.loads(answer)) == (200, {"saved": CUT_UPLOAD_SENT})

@@ -173,14 +173,22 @@ def test_a_kept_connection_goes_idle_and_serves_the_next_request() -> None:
     assert len(harness.handlers) == 2
 
 
-def test_output_after_the_end_raises_client_disconnected() -> None:
+def test_output_after_the_end_raises_client_disconnected(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """STDOUT raises; what the app writes to its error stream (wsgi.errors never raises)
+    goes to fcgigw's log instead of the web server's."""
     harness = Harness()
     harness.feed(GET)
     request = harness.handlers[0].request
     harness.core.finish(request, 0, b"", T0)
     with pytest.raises(ClientDisconnected):
         request.output(b"late")
-    assert request.error_output(b"late") == b""  # wsgi.errors never raises
+    with caplog.at_level(logging.WARNING, "fcgigw.stderr"):
+        assert request.error_output(b"Traceback: late\n") == b""
+    assert caplog.messages == [
+        "request 1 (over for the web server) wrote to its error stream: Traceback: late"
+    ]
     assert harness.core.finish(request, 0, b"again", T0) == b""  # finishing twice: nothing
 
 

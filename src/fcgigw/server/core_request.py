@@ -23,6 +23,8 @@ _STOPS_SENDING_ONCE_ANSWERED: Final = (b"nginx", b"openresty", b"angie", b"tengi
 
 NEVER: Final = float("inf")
 logger = logging.getLogger("fcgigw.server")
+#: What an app wrote to its error stream (wsgi.errors) that the web server could not take.
+stderr_logger = logging.getLogger("fcgigw.stderr")
 _FILTER: Final = Role.FILTER
 _STDERR: Final = RecordType.STDERR
 
@@ -138,9 +140,15 @@ class CoreRequest:
         return self._protocol.send(OutputData(self.request_id, data))
 
     def error_output(self, data: bytes) -> bytes:
-        """The records for FCGI_STDERR bytes; nothing once the request is over (wsgi.errors
-        must not raise because the web server left)."""
+        """The records for FCGI_STDERR bytes. Once the request is over for the web server
+        they go to fcgigw's log instead (wsgi.errors must not raise because the web server
+        left, and an app's traceback must not vanish: Flask writes its own there)."""
         if self.aborted or self.finished or self.done:
+            stderr_logger.warning(
+                "request %d (over for the web server) wrote to its error stream: %s",
+                self.request_id,
+                data.decode("utf-8", "replace").rstrip("\n"),
+            )
             return b""
         return self._protocol.send(OutputData(self.request_id, data, _STDERR))
 
