@@ -207,6 +207,18 @@ async def filter_upper(scope: dict[str, Any], receive: Receive, send: Send) -> N
     )
 
 
+async def data_outcome(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+    """body_outcome for a Filter's file (receive_data): ``data QUERY: whole N`` or
+    ``disconnected N`` in the server's log."""
+    await read_body(receive)
+    receive_data = scope["extensions"]["fastcgi"]["receive_data"]
+    outcome, received = await receive_whole_body(receive_data)
+    line = b"data %s: %s %d" % (scope["query_string"], outcome, received)
+    note(line.decode())
+    if outcome == WHOLE:
+        await respond(send, 200, line)
+
+
 ROUTES = {
     name: app
     for name, app in globals().items()

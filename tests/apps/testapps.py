@@ -148,3 +148,16 @@ def filter_upper(environ: dict[str, Any], start_response: StartResponse) -> Iter
 
 
 ROUTES["filter_upper"] = filter_upper
+
+
+def data_outcome(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+    """body_outcome for a Filter's file (fcgi.data): ``data QUERY: whole N`` or ``error N``."""
+    environ["wsgi.input"].read()
+    outcome, received = read_whole_body({"wsgi.input": environ["fcgi.data"]})
+    line = b"data %s: %s %d" % (environ["QUERY_STRING"].encode(), outcome, received)
+    print(line.decode(), file=sys.stderr, flush=True)
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [line]
+
+
+ROUTES["data_outcome"] = data_outcome

@@ -18,7 +18,15 @@ import pytest
 from servers import REPO, RunningProcess, child_environment, run_fcgigw
 
 from fcgigw.client import FastCGIClient, build_params
-from fcgigw.protocol import EndRequest, InputData, OutputData, ProtocolStatus, RecordType, Role
+from fcgigw.protocol import (
+    AbortRequest,
+    EndRequest,
+    InputData,
+    OutputData,
+    ProtocolStatus,
+    RecordType,
+    Role,
+)
 
 TIMEOUT = 20
 CLIENT = [sys.executable, "-m", "fcgigw.client"]
@@ -165,6 +173,28 @@ def test_filter_sees_a_short_data_stream(router: RunningProcess) -> None:
         response = client.request(filter_params(100), b"form", role=Role.FILTER, data=b"short")
     assert b"5 of 100 bytes" in response.body
     assert response.body.endswith(b"data missing")
+
+
+@pytest.mark.parametrize("cut", ["abort-request", "connection-closed"])
+def test_a_filter_file_cut_short_is_not_taken_for_its_end(router: RunningProcess, cut: str) -> None:
+    """A file that ends short is a file that changed (§6.4: the app compares with
+    FCGI_DATA_LENGTH), but one whose request is aborted or whose connection is lost
+    mid-file did not end: reading fcgi.data raises, as wsgi.input does, and ASGI's
+    receive_data says http.disconnect (it said more_body: False before)."""
+    tag = f"{cut}-{router.address[-5:]}"
+    params = build_params("POST", f"/data_outcome?{tag}", extra=[("FCGI_DATA_LENGTH", "100000")])
+    keep = cut == "abort-request"
+    with FastCGIClient(router.address, timeout=TIMEOUT) as client:
+        client.begin(params, role=Role.FILTER, keep_connection=keep)
+        client.send_stream(1, b"", RecordType.STDIN)
+        client.send_event(InputData(1, b"d" * 30_000, RecordType.DATA))
+        if keep:
+            client.send_event(AbortRequest(1))
+            while not isinstance(client.next_event(), EndRequest):
+                pass
+            assert client.request(build_params("GET", "/hello")).body == b"Hello, world!"
+    router.wait_for_log(f"data {tag}: ")
+    assert f"data {tag}: whole" not in router.log()
 
 
 def test_filter_writes_before_the_data_stream_ends(router: RunningProcess) -> None:

@@ -231,8 +231,12 @@ class _Cycle:
 
     async def receive_data(self) -> Message:
         """The Filter role's file (§6.4), as ``scope["extensions"]["fastcgi"]["receive_data"]``
-        returns it: {"type": "fastcgi.data", "body": bytes, "more_body": bool}."""
+        returns it: {"type": "fastcgi.data", "body": bytes, "more_body": bool}; or, as
+        receive() does, {"type": "http.disconnect"} once the request is aborted or its
+        connection lost before the file's end: not an end the app would take for the file's."""
         body, more = await self.channel.receive_data()
+        if not body and not more and self.channel.aborted:
+            return {"type": "http.disconnect"}
         return {"type": "fastcgi.data", "body": body, "more_body": more}
 
     async def send(self, message: Message) -> None:
