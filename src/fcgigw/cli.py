@@ -22,7 +22,7 @@ from .config import Config, load_config, option_name, parse_value, setting_field
 from .config_file import ConfigFile, Pool, read_config_file, summary
 from .server.aio import AsyncServer
 from .server.cgi import serve_cgi, started_as_cgi
-from .server.listeners import BindError, open_listeners
+from .server.listeners import BindError, describe, open_listeners
 from .server.logs import configure_logging
 from .server.malloc import limit_malloc_arenas
 from .server.monitor import standalone_seat
@@ -30,6 +30,7 @@ from .server.pidfile import pid_file
 from .server.pools import PoolMaster
 from .server.privileges import apply_environment, become_app_process, check_root, resolve
 from .server.scoreboard import Seat
+from .server.sd_notify import Notifier
 from .server.server import Server
 from .server.slowlog import open_slow_log
 from .server.status import StatusPages, with_status_asgi, with_status_wsgi
@@ -120,6 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     reopen_missing_stdio()  # a web server may start us with fds 1 and 2 closed (§2.2)
     limit_malloc_arenas()  # before any thread exists
     exit_on_early_signals()
+    notifier = Notifier.from_environment()  # before anything forks or starts the app
     namespace = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     try:
         settings = settings_from(namespace)
@@ -137,25 +139,31 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"fcgigw: {line}", file=sys.stderr)
         return EXIT_CONFIG
     if loaded and loaded.pools:
-        return run_pools(loaded, namespace.config_file, settings)
+        return run_pools(loaded, namespace.config_file, settings, notifier)
     if loaded:
         apply_environment(loaded.env)
-    return serve_config(config)
+    return serve_config(config, notifier)
 
 
-def serve_config(config: Config) -> int:
-    """One server: as a CGI program, under a supervisor (--workers), or in this process."""
+def serve_config(config: Config, notifier: Notifier | None = None) -> int:
+    """One server: as a CGI program, under a supervisor (--workers), or in this process.
+    ``notifier``: systemd's, told when it serves (sd_notify.py)."""
+    notifier = notifier or Notifier()
     if started_as_cgi(config, os.environ):
         return serve_as_cgi(config)
     if config.supervised:
-        return supervise(config)
+        return supervise(config, notifier)
     try:
         listeners = open_listeners(config)
     except BindError as error:
         print(f"fcgigw: {error}", file=sys.stderr)
         return EXIT_BIND
+
+    def ready() -> None:
+        notifier.ready("serving on " + ", ".join(describe(sock) for sock in listeners))
+
     with pid_file(config.pid_file):
-        return run_worker(config, listeners, None)
+        return run_worker(config, listeners, ready)
 
 
 def check_privileges(config: Config) -> None:
@@ -174,7 +182,7 @@ def check_config(path: str, settings: dict[str, Any]) -> int:
     return EXIT_OK
 
 
-def run_pools(loaded: ConfigFile, path: str, settings: dict[str, Any]) -> int:
+def run_pools(loaded: ConfigFile, path: str, settings: dict[str, Any], notifier: Notifier) -> int:
     """A file of pools: the master binds every pool's sockets and runs one child per pool."""
 
     def read_file() -> ConfigFile:
@@ -185,6 +193,7 @@ def run_pools(loaded: ConfigFile, path: str, settings: dict[str, Any]) -> int:
     except BindError as error:
         print(f"fcgigw: {error}", file=sys.stderr)
         return EXIT_BIND
+    master.readiness.notifier = notifier
     with pid_file(loaded.main.pid_file):
         return master.run()
 
@@ -294,7 +303,7 @@ def make_server(
     return server
 
 
-def supervise(config: Config) -> int:
+def supervise(config: Config, notifier: Notifier) -> int:
     """--workers N: the supervisor opens the listeners and forks workers that import the app."""
     try:
         listeners = open_listeners(config)
@@ -303,7 +312,9 @@ def supervise(config: Config) -> int:
         return EXIT_BIND
     try:
         with pid_file(config.pid_file):
-            return Supervisor(config, listeners, functools.partial(run_worker, config)).run()
+            supervisor = Supervisor(config, listeners, functools.partial(run_worker, config))
+            supervisor.notifier = notifier
+            return supervisor.run()
     finally:
         for sock in listeners:
             sock.close()

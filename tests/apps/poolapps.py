@@ -12,7 +12,8 @@ from typing import Any
 
 
 def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-    """``name=value`` lines: SITE (the pool's env), pid, ids, groups, cwd; /slow?S sleeps S s."""
+    """``name=value`` lines: SITE (the pool's env), pid, ids, groups, cwd, NOTIFY_SOCKET;
+    /slow?S sleeps S s."""
     if environ["PATH_INFO"] == "/slow":
         time.sleep(float(environ["QUERY_STRING"] or 1))
     data = {
@@ -23,6 +24,7 @@ def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable
         "gid": os.getgid(),
         "groups": ",".join(str(gid) for gid in os.getgroups()),
         "cwd": os.getcwd(),
+        "notify_socket": os.environ.get("NOTIFY_SOCKET", ""),  # systemd's: never the app's
     }
     start_response("200 OK", [("Content-Type", "text/plain")])
     return ["".join(f"{name}={value}\n" for name, value in data.items()).encode()]

@@ -44,6 +44,10 @@ class Roster:
         restart = self._restarts.setdefault(name, Backoff(self._delays, self._stable_after))
         restart.died(started_at)
 
+    def serving(self) -> list[str]:
+        """The pools whose newest child serves, by name."""
+        return sorted(name for name, child in self.current.items() if child.ready)
+
     def next_due(self) -> float | None:
         """When the first pool that waits may start, if one waits."""
         return min((r.due for r in self._restarts.values() if r.due), default=None)

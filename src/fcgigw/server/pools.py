@@ -14,6 +14,9 @@ one serves. Signals (handlers only record them; the loop acts):
   not signalled at all. A file with errors changes nothing (each error is logged).
 - USR2: replace every pool in the same way (new code for all of them).
 - TERM stops every pool gracefully; INT and QUIT stop them fast.
+
+systemd (sd_notify.py) hears that the master is ready once each pool it started has a
+process serving or has failed, at the start and after HUP or USR2.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from .listeners import BindError, ListenerSet
 from .pool_child import Child, Exit, PoolForker, PoolMain, judge_exit, replaced_by
 from .pool_file import ReadFile, owners, read_again
 from .pool_roster import Roster
+from .sd_notify import ReadyWhenSettled
 from .signal_inbox import SignalInbox, reaped
 
 logger = logging.getLogger("fcgigw.pools")
@@ -77,6 +81,7 @@ class PoolMaster:
         self._stopping = False
         self._inbox = SignalInbox(_HANDLED)
         self._forker = PoolForker(pool_main, self.listeners, self._inbox)
+        self.readiness = ReadyWhenSettled(self.roster.serving)  # for systemd (cli.py)
 
     # -- running -------------------------------------------------------------------------
 
@@ -85,6 +90,7 @@ class PoolMaster:
         with recording_signals(self._inbox, "the pool master"):
             logger.info("master %d starting pools: %s", os.getpid(), ", ".join(self.roster.wanted))
             try:
+                self.readiness.expect(self.roster.wanted)
                 for pool in self.roster.wanted.values():
                     self._start(pool)
                 while self.children or not self._stopping:
@@ -109,6 +115,7 @@ class PoolMaster:
                 continue  # the child died before serving: reaping it handles that
             name = child.pool.name
             logger.info("pool %s: process %d serving", name, child.pid)
+            self.readiness.settled(name)
             if self.roster.current.get(name) is child:
                 for old in replaced_by(child, self.children.values()):
                     logger.info("pool %s: stopping the process it replaces, %d", name, old.pid)
@@ -126,6 +133,8 @@ class PoolMaster:
                 self.reload()
             elif signum == signal.SIGUSR2 and not self._stopping:
                 logger.info("SIGUSR2: replacing every pool")
+                self.readiness.notifier.reloading("replacing every pool")
+                self.readiness.expect(self.roster.wanted)
                 for pool in self.roster.wanted.values():
                     self._start(pool)
 
@@ -133,6 +142,7 @@ class PoolMaster:
         """Stop every pool: TERM (graceful) or INT (fast), then KILL past the deadline."""
         if not self._stopping:
             logger.info("stopping every pool %s", "gracefully" if graceful else "fast")
+            self.readiness.notifier.stopping("stopping every pool")
         self._stopping = True
         for child in self.children.values():
             self._stop_child(child, graceful)
@@ -145,8 +155,10 @@ class PoolMaster:
 
     def reload(self) -> None:
         """SIGHUP: apply the file as it is now, or change nothing if it is wrong."""
+        self.readiness.notifier.reloading("reading the file again")
         loaded = read_again(self.read_file, self.listeners)
         if loaded is None:
+            self.readiness.expect(())
             return
         roster = self.roster
         for name in [name for name in roster.wanted if name not in loaded.pools]:
@@ -155,9 +167,14 @@ class PoolMaster:
             for child in self.children.values():
                 if child.pool.name == name:
                     self._stop_child(child, graceful=True)
-        for name, pool in loaded.pools.items():
-            if roster.wanted.get(name) == pool and name not in roster.failed:
-                continue  # untouched: not signalled at all
+        # The others are untouched: not signalled at all.
+        changed = {
+            name: pool
+            for name, pool in loaded.pools.items()
+            if roster.wanted.get(name) != pool or name in roster.failed
+        }
+        self.readiness.expect(changed)
+        for name, pool in changed.items():
             what = "added" if name not in roster.wanted else "changed"
             logger.info("SIGHUP: pool %s %s: starting it", name, what)
             roster.forget(name)
@@ -174,6 +191,7 @@ class PoolMaster:
         except BindError as error:
             logger.error("pool %s: %s", pool.name, error)
             self.roster.died(pool.name, time.monotonic())
+            self.readiness.settled(pool.name)
             return
         child = self._forker.fork(pool, self.children.values())
         self.children[child.pid] = child
@@ -186,6 +204,7 @@ class PoolMaster:
         verdict = judge_exit(child, code, self._stopping, self.roster.current.get(name))
         if verdict is not Exit.GONE:
             del self.roster.current[name]
+            self.readiness.settled(name)
         if verdict is Exit.CANNOT_START:
             self._start_failed(child, code)
         elif verdict is Exit.DIED:

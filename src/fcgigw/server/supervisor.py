@@ -8,6 +8,7 @@ Signals (gunicorn's set): TERM stops gracefully (workers finish in-flight reques
 graceful_timeout_seconds); INT and QUIT stop fast; HUP starts a new generation of workers
 and stops the old one only once the new one serves (if it cannot start, the old one stays);
 TTIN and TTOU add or remove a worker. Handlers only record the signal; the loop acts on it.
+systemd hears of it all (sd_notify.py): ready once a worker of the generation serves.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from .forked import (
 from .pool_watch import PoolWatch, make_scoreboard
 from .process_manager import ProcessManager
 from .scoreboard import SERVING, STOPPING
+from .sd_notify import Notifier
 from .signal_inbox import SignalInbox, reaped
 from .workers import Exit, Spawner, Worker, WorkerMain, judge_exit, to_retire
 
@@ -63,6 +65,7 @@ class Supervisor:
 
     def __init__(self, config: Config, listeners: list[socket.socket], worker_main: WorkerMain):
         self.config = config
+        self.notifier = Notifier()  # systemd's, for the process it started (cli.py sets it)
         self.listeners = listeners
         self.worker_main = worker_main
         self.manager = ProcessManager(config)
@@ -86,6 +89,8 @@ class Supervisor:
             name = self.manager.name
             logger.info("supervisor %d starting %d workers (%s)", os.getpid(), self.target, name)
             self._spawn_missing()
+            if not self.target:  # on demand: serving with no worker yet
+                self._announce()
             while self.workers or not self._stopping:
                 self._wait_for_events()
                 self._handle_signals()
@@ -110,6 +115,12 @@ class Supervisor:
             if read_ready(worker):
                 self._spawner.set_phase(worker, SERVING)
                 logger.info("worker %d serving (generation %d)", worker.pid, worker.generation)
+                if worker.generation == self.generation:
+                    self._announce()
+
+    def _announce(self) -> None:
+        status = f"serving: {self.target} workers, generation {self.generation}"
+        self.notifier.serving(self.generation, status)
 
     def _listeners_to_watch(self) -> list[int]:
         """On demand with no worker: the listeners, whose readability starts one (the
@@ -141,11 +152,16 @@ class Supervisor:
         """A new generation of workers; the old one stops once the new one serves."""
         self.generation += 1
         logger.info("SIGHUP: starting worker generation %d", self.generation)
+        self.notifier.reloading(f"starting worker generation {self.generation}")
+        if not self.target:
+            self._announce()
 
     def stop(self, graceful: bool) -> None:
         """Stop every worker: TERM (graceful) or INT (fast), then KILL past the deadline."""
         if not self._stopping:
-            logger.info("stopping %s", "gracefully" if graceful else "fast")
+            how = "gracefully" if graceful else "fast"
+            logger.info("stopping %s", how)
+            self.notifier.stopping(f"stopping {how}")
         self._stopping = True
         for worker in self.workers.values():
             self._stop_worker(worker, graceful)
@@ -184,7 +200,8 @@ class Supervisor:
         elif verdict is Exit.RELOAD_FAILED:
             for other in self._current():
                 self._stop_worker(other, graceful=False)
-            self.generation = max(w.generation for w in serving)
+            failed, self.generation = self.generation, max(w.generation for w in serving)
+            self.notifier.ready(f"generation {failed} could not start; {self.generation} serves")
             # A replacement that cannot start is retried slowly.
             self._respawn.died(worker.started_at)
         elif verdict is Exit.DIED:
