@@ -23,6 +23,9 @@ from urllib.parse import unquote_to_bytes
 from fcgigw.client.cgi import parse_cgi_response
 
 TIMEOUT = 20
+#: http.client refuses a response of over 100 header lines, where browsers take far more:
+#: the limits the matrix checks are the servers'.
+http.client._MAXHEADERS = 1000  # type: ignore[attr-defined]
 #: How long a client waits for a server that sends nothing until the app ends, or after the
 #: part of an upload it sends, then leaves.
 HANG_UP_AFTER_SECONDS = 0.5

@@ -103,17 +103,21 @@ class Profile:
     # Apache answers 500 to a header line over 8,192 bytes ("AH01070: Error parsing script
     # headers", a limit built into httpd); HAProxy 502 to a head that does not fit in its
     # buffer (tune.bufsize, 16 KiB); nginx 502 to one over fastcgi_buffer_size (the example
-    # sets 32k; the default 4k); lighttpd takes 64 KiB
+    # sets 32k; the default 4k); lighttpd takes 64 KiB. h2o (503, "received broken
+    # response") and HAProxy (502) refuse a head of over 100 lines, Status included
     response_header_line_limit: int | None = None
     response_head_limit: int | None = None
+    response_head_lines_limit: int | None = None
     response_head_refused_with: int = 502
     # And the request head it passes on (larger ones get its own 400, 431 or 500): nginx
     # refuses a line over 8 KiB or a head over 32 KiB (large_client_header_buffers 4 8k),
     # Apache a line over 8,190 bytes (LimitRequestFieldSize), mod_fcgid params that do not
     # fit in one 64 KiB record, lighttpd a head over 8 KiB (server.max-request-field-size),
-    # HAProxy one over its buffer
+    # HAProxy one over its buffer; Apache (LimitRequestFields), h2o and HAProxy one of over
+    # 100 lines (nginx, lighttpd and Caddy pass 150)
     request_header_line_limit: int | None = None
     request_head_limit: int | None = None
+    request_head_lines_limit: int | None = None
     # §4: cgi-fcgi passes its whole environment on as params (here the shell's PWD too)
     forwards_environment: bool = False
     # False for cgi-fcgi: a CGI program, not an HTTP server (no TLS, no connections)
@@ -135,6 +139,7 @@ APACHE: dict[str, Any] = {
     "response_header_line_limit": 8192,
     "response_head_refused_with": 500,
     "request_header_line_limit": 8190,
+    "request_head_lines_limit": 100,
 }
 APACHE_PROXY_FCGI = Profile(
     "apache-proxy-fcgi", "apache-proxy-fcgi", passes_a_cut_upload=True, **APACHE
@@ -147,7 +152,14 @@ APACHE_FCGID = Profile(
     **APACHE,
 )
 LIGHTTPD = Profile("lighttpd", "lighttpd", http2_length_required=True, request_head_limit=8 * 1024)
-H2O = Profile("h2o", "h2o", cookie="a=1;b=2")
+H2O = Profile(
+    "h2o",
+    "h2o",
+    cookie="a=1;b=2",
+    response_head_lines_limit=100,
+    response_head_refused_with=503,
+    request_head_lines_limit=100,
+)
 CADDY = Profile(
     "caddy",
     "caddy",
@@ -174,7 +186,9 @@ HAPROXY = Profile(
     largest_http2_upload_without_length=8 * 1024,
     passes_a_cut_upload=True,
     response_head_limit=16 * 1024,
+    response_head_lines_limit=100,
     request_head_limit=16 * 1024,
+    request_head_lines_limit=100,
 )
 
 
@@ -508,15 +522,24 @@ def test_authorization_reaches_the_app(target: Target) -> None:
 # -- responses -------------------------------------------------------------------------------
 
 
-#: Big response heads: header lines of so many bytes each (X-Big-0, X-Big-1, ...).
-BIG_HEADERS = {"12k-in-3-lines": (3, 4000), "one-8300-byte-line": (1, 8300), "28k": (7, 4000)}
-#: And request heads, up to what Caddy and h2o pass.
-BIG_REQUEST_HEADERS = BIG_HEADERS | {"70k": (10, 7000)}
+#: Big heads: header lines of so many bytes each (X-Big-0, X-Big-1, ...).
+_BIG_HEADS = {"12k-in-3-lines": (3, 4000), "one-8300-byte-line": (1, 8300), "28k": (7, 4000)}
+#: Responses, and with two lines more (Status, Content-Type), 100 and 101 lines.
+BIG_HEADERS = _BIG_HEADS | {"100-lines": (98, 20), "101-lines": (99, 20)}
+#: Requests, up to what Caddy and h2o pass.
+BIG_REQUEST_HEADERS = _BIG_HEADS | {"70k": (10, 7000), "152-lines": (150, 20)}
 
 
-def fits(lines: int, size: int, line_limit: int | None, head_limit: int | None) -> bool:
-    """``lines`` header lines of ``size`` bytes each are within both limits (None: none)."""
-    return (line_limit or size) >= size and (head_limit or lines * size) >= lines * size
+def fits(lines: int, size: int, limits: tuple[int | None, int | None, int | None]) -> bool:
+    """``lines`` header lines of ``size`` bytes each, and two more (a response's Status
+    and Content-Type, a request's Host and Accept-Encoding), are within the ``limits`` on a
+    line, the head, and its lines (None: none)."""
+    line_limit, head_limit, lines_limit = limits
+    return (
+        (line_limit or size) >= size
+        and (head_limit or lines * size) >= lines * size
+        and (lines_limit or lines + 2) >= lines + 2
+    )
 
 
 @matrix()
@@ -524,13 +547,19 @@ def fits(lines: int, size: int, line_limit: int | None, head_limit: int | None) 
 def test_big_response_headers_reach_the_client(target: Target, form: str) -> None:
     """Cookies, a Content-Security-Policy, links: a response head grows past the 4 KiB that
     stock nginx takes (its 502, "upstream sent too big header", is a FAQ of php-fpm). The
-    example configs pass 28 KB behind every server but HAProxy (its buffer), and lines over
-    8 KiB behind every server but Apache (README note 24); what a server refuses gets its
-    own error page, and the next request is served."""
+    example configs pass 28 KB behind every server but HAProxy (its buffer), lines over
+    8 KiB behind every server but Apache, and over 100 lines behind every server but h2o
+    and HAProxy (README note 24); what a server refuses gets its own error page, and the
+    next request is served."""
     count, size = BIG_HEADERS[form]
     profile = target.variant.profile
     response = target.fetch("GET", f"/headers?size={size}&count={count}")
-    if fits(count, size, profile.response_header_line_limit, profile.response_head_limit):
+    limits = (
+        profile.response_header_line_limit,
+        profile.response_head_limit,
+        profile.response_head_lines_limit,
+    )
+    if fits(count, size, limits):
         assert response.status == 200, response
         assert [response.header(f"X-Big-{number}") for number in range(count)] == [
             "h" * size
@@ -550,7 +579,12 @@ def test_big_request_headers_reach_the_app(target: Target, form: str) -> None:
     count, size = BIG_REQUEST_HEADERS[form]
     profile = target.variant.profile
     headers = [(f"X-Big-{number}", "r" * size) for number in range(count)]
-    if fits(count, size, profile.request_header_line_limit, profile.request_head_limit):
+    limits = (
+        profile.request_header_line_limit,
+        profile.request_head_limit,
+        profile.request_head_lines_limit,
+    )
+    if fits(count, size, limits):
         seen = target.echo("/echo", headers=headers)
         assert [seen.header(name) for name, _ in headers] == [value for _, value in headers]
     else:
