@@ -32,6 +32,21 @@ def test_a_slow_request_is_logged_once_with_its_stack(interface: str, tmp_path: 
         assert "slow request" not in server.log()  # it went to --slow-log
 
 
+def test_a_rotated_slow_log_is_written_anew(tmp_path: Path) -> None:
+    """logrotate moves the file away: the next slow request goes to a new file at the path
+    (php-fpm and gunicorn need a USR1 for that; copytruncate loses lines)."""
+    slow_log = tmp_path / "slow.log"
+    args = ("--workers", "1", "--slow-request-timeout", "1", "--slow-log", str(slow_log))
+    with run_fcgigw(*args, "opsapps:wsgi") as server:
+        server.wait_for_log("serving (generation 0)")
+        assert fcgi_get(server.address, "/slow?seconds=1.5&first").status == 200
+        wait_for_text(lambda: slow_log.read_text() if slow_log.exists() else "", "&first")
+        slow_log.rename(tmp_path / "slow.log.1")
+        assert fcgi_get(server.address, "/slow?seconds=1.5&second").status == 200
+        wait_for_text(lambda: slow_log.read_text() if slow_log.exists() else "", "&second")
+    assert "&second" not in (tmp_path / "slow.log.1").read_text()
+
+
 def test_without_a_slow_log_file_it_goes_to_the_error_log() -> None:
     with run_fcgigw("--slow-request-timeout", "1", "opsapps:wsgi") as server:
         assert fcgi_get(server.address, "/slow?seconds=1.5").status == 200

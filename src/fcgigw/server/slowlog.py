@@ -12,6 +12,7 @@ waits (``Task.get_stack`` stops at the outermost suspended one).
 from __future__ import annotations
 
 import logging
+import logging.handlers
 import os
 import sys
 import threading
@@ -44,10 +45,12 @@ def describe(params: Iterable[tuple[bytes, bytes]]) -> tuple[str, str]:
 
 
 def open_slow_log(path: str) -> None:
-    """Send the slow log to ``path`` instead of the error log (once per process)."""
+    """Send the slow log to ``path`` instead of the error log (once per process). The file is
+    opened again when logrotate has moved or removed it (as a WatchedFileHandler checks
+    before each line: slow lines are rare), so rotation needs no signal nor copytruncate."""
     if not path or any(isinstance(h, logging.FileHandler) for h in logger.handlers):
         return
-    handler = logging.FileHandler(path, encoding="utf-8")
+    handler = logging.handlers.WatchedFileHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s [%(process)d] %(message)s"))
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
