@@ -308,6 +308,32 @@ def leave_mid_upload(
         time.sleep(HANG_UP_AFTER_SECONDS)  # the server passes on what came before it notices
 
 
+def leave_mid_upload_http2(
+    https_address: str,
+    target: str,
+    promised: int = CUT_UPLOAD_PROMISED,
+    sent: int = CUT_UPLOAD_SENT,
+) -> None:
+    """leave_mid_upload over HTTP/2 (curl, on the server's HTTPS address): ``sent`` of the
+    ``promised`` bytes, then curl is killed, which closes the connection under the stream."""
+    command = ["curl", "--http2", "--insecure", "--silent", "--request", "POST"]
+    command += ["--header", f"Content-Length: {promised}", "--upload-file", "-"]
+    process = subprocess.Popen(
+        [*command, f"https://{https_address}{target}"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    assert process.stdin is not None
+    with process, process.stdin:
+        try:
+            process.stdin.write(b"u" * sent)
+            process.stdin.flush()
+            time.sleep(HANG_UP_AFTER_SECONDS)  # the server passes on what came before it notices
+        finally:
+            process.kill()
+
+
 def http2_post(
     address: str,
     target: str,

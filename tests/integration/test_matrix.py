@@ -35,6 +35,7 @@ from matrix_clients import (
     hang_up_mid_response,
     http2_post,
     leave_mid_upload,
+    leave_mid_upload_http2,
     post_while_reading,
     refused_upload,
 )
@@ -714,7 +715,6 @@ def test_a_client_that_leaves_mid_upload_leaves_no_truncated_body(target: Target
     stack sets CGI_FCGI_STALL_SECONDS; it waited for ever before).
     The servers that read the whole body first never call the app (it would write its mark
     at once). The next request is served."""
-    cut = target.variant.profile.passes_a_cut_upload
     with app_mark(target, "upload") as mark:
         url = target.url(f"/upload?mark={mark}")
         if target.stack.http is None:
@@ -723,13 +723,32 @@ def test_a_client_that_leaves_mid_upload_leaves_no_truncated_body(target: Target
                 client.cut_upload(url, CUT_UPLOAD_PROMISED, CUT_UPLOAD_SENT)
         else:
             leave_mid_upload(target.stack.http, url)
-        if cut:
-            outcome, _, received = wait_for_mark(mark).partition(b" ")
-            assert outcome == (ERROR if target.interface == "wsgi" else DISCONNECTED)
-            assert int(received) <= CUT_UPLOAD_SENT
-        else:
-            assert not mark.exists(), mark.read_bytes()
+        check_cut_upload(target, mark)
     assert target.echo("/echo/after").path == "/echo/after"
+
+
+@matrix(http=True)
+def test_a_client_that_leaves_mid_upload_over_http2_leaves_no_truncated_body(
+    target: Target,
+) -> None:
+    """The same over HTTP/2 (curl, killed mid-upload): each server does what it does over
+    HTTP/1.1."""
+    assert target.stack.https is not None
+    with app_mark(target, "upload") as mark:
+        leave_mid_upload_http2(target.stack.https, target.url(f"/upload?mark={mark}"))
+        check_cut_upload(target, mark)
+    assert target.echo("/echo/after").path == "/echo/after"
+
+
+def check_cut_upload(target: Target, mark: Path) -> None:
+    """The app read part of the body and then an error (WSGI) or a disconnect (ASGI), or,
+    behind a server that reads the whole body first, was never called."""
+    if target.variant.profile.passes_a_cut_upload:
+        outcome, _, received = wait_for_mark(mark).partition(b" ")
+        assert outcome == (ERROR if target.interface == "wsgi" else DISCONNECTED)
+        assert int(received) <= CUT_UPLOAD_SENT
+    else:
+        assert not mark.exists(), mark.read_bytes()
 
 
 #: The start of HAProxy's own 500 page, which it answers when it fails a request itself.
