@@ -11,13 +11,12 @@ from ..protocol import OutputData, RecordType, RequestStarted, Role, ServerConne
 
 #: After the response, how long nginx's body may pause before END_REQUEST goes out without
 #: the rest of it: nginx stops sending the body once it has the response (possibly mid-record)
-#: and waits for END_REQUEST.
+#: and waits for END_REQUEST. Every other server (and one that does not say what it is)
+#: sends the whole body whatever the answer, and pauses when the client's upload does; they
+#: fail when END_REQUEST comes first (Caddy answers 502, Apache cuts the response short,
+#: HAProxy leaves the client's next request hanging, h2o aborts), so only a body silent for
+#: the body_stall_timeout_seconds setting (``CoreRequest.stall_seconds``) is given up.
 INPUT_QUIET_SECONDS: Final = 0.3
-#: Every other server (and one that does not say what it is) sends the whole body whatever
-#: the answer, and pauses when the client's upload does; they fail when END_REQUEST comes
-#: first (Caddy answers 502, Apache cuts the response short, HAProxy leaves the client's next
-#: request hanging, h2o aborts), so only a body silent for the body_stall_timeout_seconds
-#: setting (``CoreRequest.stall_seconds``) is given up.
 #: SERVER_SOFTWARE of nginx and its forks (as their fastcgi_params send it), lowercased.
 _STOPS_SENDING_ONCE_ANSWERED: Final = (b"nginx", b"openresty", b"angie", b"tengine", b"freenginx")
 
