@@ -22,7 +22,7 @@ from .config import Config, load_config, option_name, parse_value, setting_field
 from .config_file import ConfigFile, Pool, read_config_file, summary
 from .server.aio import AsyncServer
 from .server.cgi import serve_cgi, started_as_cgi
-from .server.listeners import BindError, describe, open_listeners
+from .server.listeners import FCGI_LISTENSOCK_FILENO, BindError, describe, open_listeners
 from .server.logs import configure_logging
 from .server.malloc import limit_malloc_arenas
 from .server.monitor import standalone_seat
@@ -162,6 +162,10 @@ def serve_config(config: Config, notifier: Notifier | None = None) -> int:
     def ready() -> None:
         notifier.ready("serving on " + ", ".join(describe(sock) for sock in listeners))
 
+    # A web server that spawned fcgigw on fd 0 owns its life: a hang-up of its process group
+    # (mod_fcgid's is Apache's) still ends it.
+    spawned = any(sock.fileno() == FCGI_LISTENSOCK_FILENO for sock in listeners)
+    ignore_pool_signals(hang_up=not spawned)
     with pid_file(config.pid_file):
         return run_worker(config, listeners, ready)
 
@@ -257,6 +261,20 @@ def exit_on_early_signals() -> None:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
+
+
+def ignore_pool_signals(*, hang_up: bool) -> None:
+    """Without --workers there is nothing to reload or resize: SIGTTIN and SIGTTOU, and
+    SIGHUP if ``hang_up``, are logged and ignored (by default HUP would kill the process
+    without a graceful stop, and TTIN and TTOU would suspend it, its connections hanging)."""
+
+    def ignored(signum: int, frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        logger.warning("%s ignored: reloading and resizing need --workers", name)
+
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU)[0 if hang_up else 1 :]:
+            signal.signal(signum, ignored)
 
 
 def serve(server: Server | AsyncServer) -> int:

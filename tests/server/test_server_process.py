@@ -200,6 +200,21 @@ def test_sigint_stops_at_once_with_exit_0() -> None:
         assert server.process.wait(TIMEOUT) == 0
 
 
+@pytest.mark.parametrize("app", ["testapps:router", "asgiapps:hello"])
+@pytest.mark.parametrize("signum", [signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU])
+def test_reload_signals_without_workers_are_logged_and_ignored(
+    app: str, signum: signal.Signals
+) -> None:
+    """Nothing to reload or resize in one process: by default HUP killed it (no graceful
+    stop: a `kill -HUP` meant as a reload dropped every request), and TTIN and TTOU
+    suspended it, its connections hanging."""
+    with run_fcgigw(app) as server:
+        server.process.send_signal(signum)
+        server.wait_for_log(f"{signum.name} ignored: reloading and resizing need --workers")
+        assert hello(server.address) == 200
+        assert server.process.poll() is None
+
+
 def test_allow_from_refuses_other_peers_and_accepts_listed_ones() -> None:
     with run_fcgigw("--allow-from", "10.0.0.0/8,192.0.2.7", "testapps:router") as server:
         with FastCGIClient(server.address, timeout=TIMEOUT) as client:

@@ -157,6 +157,21 @@ def test_a_dead_worker_is_replaced(supervised: RunningProcess) -> None:
     assert get(supervised)[0] == "v1"
 
 
+@pytest.mark.parametrize("signum", [signal.SIGHUP, signal.SIGQUIT, signal.SIGTTIN])
+def test_a_worker_ignores_the_supervisors_signals(
+    supervised: RunningProcess, signum: signal.Signals
+) -> None:
+    """Sent to a worker directly (a process group, a wrong pid), they change nothing: the
+    worker serves on, and only the supervisor reloads, stops or resizes."""
+    workers = worker_pids(supervised)
+    for pid in workers:
+        os.kill(pid, signum)
+    time.sleep(0.3)
+    assert worker_pids(supervised) == workers
+    assert all(process_state(pid)[0] != "T" for pid in workers)  # type: ignore[index]
+    assert get(supervised)[0] == "v1"
+
+
 def test_sighup_reloads_new_code_without_failing_a_request(
     supervised: RunningProcess, app_dir: Path
 ) -> None:

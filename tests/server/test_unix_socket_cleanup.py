@@ -1,4 +1,4 @@
-"""A Unix socket file fcgigw created is removed when it stops, on SIGTERM and on SIGINT, as
+"""A Unix socket file fcgigw created is removed when it stops, on SIGTERM, SIGINT or SIGQUIT, as
 php-fpm and gunicorn do; the web server then finds no file instead of a dead socket. A file
 fcgigw did not create (a socket on fd 0, from systemd, or fd://N) is left alone, and so is
 one another process put in its place since."""
@@ -28,7 +28,7 @@ from test_deployment_modes import SYSTEMD_WRAPPER
 from fcgigw.client import FastCGIClient, build_params
 
 TIMEOUT = 20
-STOPS = [signal.SIGTERM, signal.SIGINT]
+STOPS = [signal.SIGTERM, signal.SIGINT, signal.SIGQUIT]
 
 
 def socket_path() -> str:

@@ -142,6 +142,8 @@ class AsyncServer:
             # at any time now, and it must stop us cleanly (exit 0, lifespan shutdown).
             loop.add_signal_handler(signal.SIGTERM, self.request_stop)
             loop.add_signal_handler(signal.SIGINT, self.request_stop, True)
+            if signal.getsignal(signal.SIGQUIT) is not signal.SIG_IGN:  # a worker ignores it
+                loop.add_signal_handler(signal.SIGQUIT, self.request_stop, True)
         await self.lifespan.startup()
         self._state = self.lifespan.state if self.lifespan.supported else None
         # Accepted here, not by loop.create_server: see aio_inline.

@@ -184,3 +184,5 @@ class Server:
 
         signal.signal(signal.SIGTERM, graceful)
         signal.signal(signal.SIGINT, fast)
+        if signal.getsignal(signal.SIGQUIT) is not signal.SIG_IGN:  # a worker ignores it
+            signal.signal(signal.SIGQUIT, fast)  # (its default would dump core)
