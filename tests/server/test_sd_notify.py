@@ -194,36 +194,61 @@ def test_an_on_demand_pool_is_ready_with_no_worker() -> None:
         assert systemd.next().fields == {"READY": "1", "STATUS": "serving: 0 workers, generation 0"}
 
 
-def test_a_pool_master_is_ready_once_every_pool_serves_and_after_sighup() -> None:
+def pools_file(apps: dict[str, str]) -> tuple[Path, str, dict[str, str]]:
+    """A file of pools, pool name -> app (b with two workers, the others one process):
+    its path, its text and the pools' addresses."""
     workdir = Path(short_tempdir())
-    addresses = {name: f"127.0.0.1:{free_port()}" for name in ("a", "b")}
+    addresses = {name: f"127.0.0.1:{free_port()}" for name in apps}
     text = f"{USER}threads = 2\n"
-    for name, address in addresses.items():
+    for name, app in apps.items():
         workers = 2 if name == "b" else 0
-        text += f'\n[pool.{name}]\napp = "poolapps:app"\nbind = "{address}"\nworkers = {workers}\n'
+        text += f'\n[pool.{name}]\napp = "{app}"\nbind = "{addresses[name]}"\nworkers = {workers}\n'
     config = workdir / "pools.toml"
     config.write_text(text)
-    with fake_systemd() as (systemd, environ):
-        with open(workdir / "log", "wb") as log:
-            process = subprocess.Popen(
-                fcgigw_command("--config", str(config)),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=environ,
-                cwd=REPO,
-            )
-        try:
-            ready = systemd.next()
-            assert ready == Message(process.pid, {"READY": "1", "STATUS": "serving: a, b"})
-            for address in addresses.values():
-                wait_until_connectable(address, process)
-                assert app_state(address)["notify_socket"] == ""
-            config.write_text(text.replace("threads = 2", "threads = 3"))  # both change
-            process.send_signal(signal.SIGHUP)
-            assert systemd.next().fields["RELOADING"] == "1"
-            assert systemd.next() == Message(process.pid, {"READY": "1", "STATUS": "serving: a, b"})
-            process.send_signal(signal.SIGTERM)
-            assert systemd.next().fields == {"STOPPING": "1", "STATUS": "stopping every pool"}
-            assert process.wait(timeout=TIMEOUT) == 0
-        finally:
-            stop(process)
+    return config, text, addresses
+
+
+@contextlib.contextmanager
+def pool_master(config: Path, environ: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+    with open(config.parent / "log", "wb") as log:
+        process = subprocess.Popen(
+            fcgigw_command("--config", str(config)),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=environ,
+            cwd=REPO,
+        )
+    try:
+        yield process
+    finally:
+        stop(process)
+
+
+def test_a_pool_master_is_ready_once_every_pool_serves_and_after_sighup() -> None:
+    config, text, addresses = pools_file({"a": "poolapps:app", "b": "poolapps:app"})
+    with fake_systemd() as (systemd, environ), pool_master(config, environ) as process:
+        ready = systemd.next()
+        assert ready == Message(process.pid, {"READY": "1", "STATUS": "serving: a, b"})
+        for address in addresses.values():
+            wait_until_connectable(address, process)
+            assert app_state(address)["notify_socket"] == ""
+        config.write_text(text.replace("threads = 2", "threads = 3"))  # both change
+        process.send_signal(signal.SIGHUP)
+        assert systemd.next().fields["RELOADING"] == "1"
+        assert systemd.next() == Message(process.pid, {"READY": "1", "STATUS": "serving: a, b"})
+        process.send_signal(signal.SIGTERM)
+        assert systemd.next().fields == {"STOPPING": "1", "STATUS": "stopping every pool"}
+        assert process.wait(timeout=TIMEOUT) == 0
+
+
+def test_a_pool_master_is_ready_with_the_pools_that_can_start() -> None:
+    """A pool whose app cannot import does not hold the others' start up; a master none of
+    whose pools can start is never ready (it exits, and systemd says the start failed)."""
+    config, _, _ = pools_file({"a": "no_such_module:app", "b": "poolapps:app"})
+    with fake_systemd() as (systemd, environ), pool_master(config, environ) as process:
+        assert systemd.next().fields == {"READY": "1", "STATUS": "serving: b"}
+    config, _, _ = pools_file({"a": "no_such_module:app"})
+    with fake_systemd() as (systemd, environ), pool_master(config, environ) as process:
+        assert process.wait(timeout=TIMEOUT) != 0
+        assert systemd.next().fields == {"STOPPING": "1", "STATUS": "stopping every pool"}
+        assert systemd.none_within(0.2)

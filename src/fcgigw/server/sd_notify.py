@@ -77,7 +77,7 @@ class Notifier:
 
 class ReadyWhenSettled:
     """READY=1 once each of the children a parent started (a pool master's pools, by name)
-    has settled, serving or failed: at the start, and after a reload."""
+    has settled, serving or failed, and one serves: at the start, and after a reload."""
 
     def __init__(self, serving: Callable[[], list[str]]) -> None:
         self.notifier = Notifier()  # systemd's, for the process it started (cli.py sets it)
@@ -90,10 +90,13 @@ class ReadyWhenSettled:
         self.settled("")
 
     def settled(self, name: str) -> None:
+        """``name`` serves or failed. Ready once none is awaited and one serves: a master
+        whose every pool failed is not (it stops, or waits for a pool's restart)."""
         awaiting = self._awaiting
         if awaiting is None:
             return
         awaiting.discard(name)
-        if not awaiting:
+        serving = self._serving()
+        if not awaiting and serving:
             self._awaiting = None
-            self.notifier.ready(f"serving: {', '.join(self._serving()) or 'none'}")
+            self.notifier.ready(f"serving: {', '.join(serving)}")
