@@ -14,7 +14,7 @@ def test_small_bodies_stay_in_memory() -> None:
     assert not buffer.spilled
     assert len(buffer) == 11
     reads = [buffer.read(8), buffer.read(2), buffer.read(8)]
-    assert reads == [b"hello ", b"wo", b"rld"]  # at most the size asked, a chunk at a time
+    assert reads == [b"hello wo", b"rl", b"d"]  # the size asked, across chunks
     assert buffer.read(8) == b""
 
 

@@ -32,31 +32,50 @@ class InputStream:
         self._ended = False
         self._left = limit_bytes or -1  # bytes still allowed; -1: no limit
 
-    def _fill(self) -> bool:
-        """Append one chunk to the buffer; False at the end of the stream."""
+    def _next_chunk(self, size: int = READ_CHUNK_BYTES) -> bytes:
+        """The next chunk from the channel (up to ``size`` bytes); b"" at the end."""
         if self._ended:
-            return False
-        chunk = self._read(READ_CHUNK_BYTES)
+            return b""
+        chunk = self._read(size)
         if not chunk:
             self._ended = True
-            return False
+            return b""
         if self._left >= 0:
             self._left -= len(chunk)
             if self._left < 0:
                 self._ended = True
                 raise RequestBodyTooLarge("the request body is over max_request_body_bytes")
-        self._buffer += chunk
-        return True
+        return chunk
+
+    def _fill(self) -> bool:
+        """Append one chunk to the buffer; False at the end of the stream."""
+        chunk = self._next_chunk()
+        if chunk:
+            self._buffer += chunk
+        return bool(chunk)
 
     def read(self, size: int | None = -1) -> bytes:
-        """Read ``size`` bytes (fewer only at the end), or everything when size is -1/None."""
-        if size is None or size < 0:
-            while self._fill():
-                pass
-        else:
-            while len(self._buffer) < size and self._fill():
-                pass
-        return self._take(len(self._buffer) if size is None or size < 0 else size)
+        """Read ``size`` bytes (fewer only at the end), or everything when size is -1/None.
+        The chunks are gathered and joined once: adding each to a buffer would copy what
+        it holds again for every chunk."""
+        wanted = -1 if size is None or size < 0 else size
+        buffer = self._buffer
+        if 0 <= wanted <= len(buffer):
+            return self._take(wanted)
+        parts = [buffer] if buffer else []
+        held = len(buffer)
+        self._buffer = b""
+        while wanted < 0 or held < wanted:
+            chunk = self._next_chunk(READ_CHUNK_BYTES if wanted < 0 else wanted - held)
+            if not chunk:
+                break
+            parts.append(chunk)
+            held += len(chunk)
+        data = parts[0] if len(parts) == 1 else b"".join(parts)
+        if 0 <= wanted < held:  # (a channel gives no more than asked)
+            self._buffer = data[wanted:]
+            data = data[:wanted]
+        return data
 
     def read1(self, size: int = -1) -> bytes:
         """Whatever is buffered or the next chunk, without waiting for ``size`` bytes."""

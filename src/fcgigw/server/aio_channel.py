@@ -21,6 +21,10 @@ from .core import ConnectionCore, CoreRequest
 _STDIN: Final = RecordType.STDIN
 _DATA: Final = RecordType.DATA
 _monotonic: Final = time.monotonic
+#: Body chunks that wait for the app are handed over as one message of up to this many
+#: bytes: a web server's body comes in records of 8 KiB or less, and each ASGI message costs
+#: the app as much as its copy would.
+MESSAGE_BYTES: Final = 64 * 1024
 
 
 class ChannelTransport(Protocol):
@@ -157,6 +161,14 @@ class AsyncChannel:
             await self._waiter
         if chunks:
             chunk = chunks.popleft()
+            if chunks and len(chunk) + len(chunks[0]) <= MESSAGE_BYTES:
+                parts = [chunk]
+                size = len(chunk)
+                while chunks and size + len(chunks[0]) <= MESSAGE_BYTES:
+                    chunk = chunks.popleft()
+                    parts.append(chunk)
+                    size += len(chunk)
+                chunk = b"".join(parts)
             self._transport.input_consumed(len(chunk))
             return chunk, bool(chunks) or stream not in request.ended
         return b"", False

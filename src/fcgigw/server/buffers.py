@@ -47,14 +47,29 @@ class SpillBuffer:
         self._file_write += len(data)
 
     def read(self, size: int) -> bytes:
-        """Up to ``size`` bytes from the front (memory first, it is older)."""
-        if self._chunks:
-            chunk = self._chunks.popleft()
-            if len(chunk) > size:
-                self._chunks.appendleft(chunk[size:])
-                chunk = chunk[:size]
-            self._memory_bytes -= len(chunk)
-            return chunk
+        """Up to ``size`` bytes from the front (memory first, it is older): as many of the
+        chunks held as fit, joined once (a web server's body comes in records of 8 KiB or
+        less, and an app reads 64 KiB at a time)."""
+        chunks = self._chunks
+        if chunks:
+            chunk = chunks.popleft()
+            if len(chunk) >= size or not chunks:
+                if len(chunk) > size:
+                    chunks.appendleft(chunk[size:])
+                    chunk = chunk[:size]
+                self._memory_bytes -= len(chunk)
+                return chunk
+            parts = [chunk]
+            taken = len(chunk)
+            while chunks and taken < size:
+                chunk = chunks.popleft()
+                if taken + len(chunk) > size:
+                    chunks.appendleft(chunk[size - taken :])
+                    chunk = chunk[: size - taken]
+                parts.append(chunk)
+                taken += len(chunk)
+            self._memory_bytes -= taken
+            return b"".join(parts)
         if not self.spilled or self._file is None:
             return b""
         self._file.seek(self._file_read)
