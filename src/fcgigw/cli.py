@@ -165,7 +165,7 @@ def serve_config(config: Config, notifier: Notifier | None = None) -> int:
     # A web server that spawned fcgigw on fd 0 owns its life: a hang-up of its process group
     # (mod_fcgid's is Apache's) still ends it.
     spawned = any(sock.fileno() == FCGI_LISTENSOCK_FILENO for sock in listeners)
-    ignore_pool_signals(hang_up=not spawned)
+    ignore_reload_signals(hang_up=not spawned)
     with pid_file(config.pid_file):
         return run_worker(config, listeners, ready)
 
@@ -263,7 +263,7 @@ def exit_on_early_signals() -> None:
         signal.signal(signal.SIGINT, stop)
 
 
-def ignore_pool_signals(*, hang_up: bool) -> None:
+def ignore_reload_signals(*, hang_up: bool) -> None:
     """Without --workers there is nothing to reload or resize: SIGTTIN and SIGTTOU, and
     SIGHUP if ``hang_up``, are logged and ignored (by default HUP would kill the process
     without a graceful stop, and TTIN and TTOU would suspend it, its connections hanging)."""

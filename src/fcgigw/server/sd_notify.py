@@ -60,9 +60,6 @@ class Notifier:
     def stopping(self, status: str) -> None:
         self.send(f"STOPPING=1\nSTATUS={status}")
 
-    def status(self, status: str) -> None:
-        self.send(f"STATUS={status}")
-
     def send(self, message: str) -> None:
         """One datagram; a failure is logged once and notifications stop (systemd gone)."""
         if self.address is None:
