@@ -27,24 +27,19 @@ class RecordBuffer:
     """Accumulates received bytes and hands out complete records, padding skipped (§3.3).
 
     The received ``bytes`` become the buffer as they are once everything before them has been
-    taken (a web server writes whole records, so a read often ends on a record boundary).
-    A record that straddles two reads (nginx's body records of 8 KiB in reads of 64 KiB: one
-    per read) is taken out whole as the second read comes, its content joined from the two
-    (``_straddler``), and the new read becomes the buffer from that record's end: only that
-    record is copied, not the whole read. Either way each record's content is one slice out.
-    When the header itself straddles, the held bytes are joined to the read; when a record
-    arrives in pieces smaller than what is already held of it, it is gathered in a bytearray,
-    so that no byte is copied over and over.
+    taken (a web server writes whole records, so a read often ends on a record boundary), or
+    joined to the start of a record that straddles the reads: either way each record's
+    content is then one slice out. Only when a record arrives in pieces smaller than what is
+    already held of it is it gathered in a bytearray instead, so that no byte is copied over
+    and over.
     """
 
-    __slots__ = ("_buffer", "_eof", "_position", "_straddler")
+    __slots__ = ("_buffer", "_eof", "_position")
 
     def __init__(self) -> None:
         self._buffer: bytes | bytearray = b""
         self._position = 0
         self._eof = False
-        #: A whole record taken out of two reads by feed(), for next_record() to return first.
-        self._straddler: tuple[int, int, bytes] | None = None
 
     def feed(self, data: bytes | bytearray) -> None:
         """Add received bytes; ``b""`` means the peer closed its side."""
@@ -61,14 +56,6 @@ class RecordBuffer:
             # caller may reuse it.
             self._buffer = data if isinstance(data, bytes) else bytes(data)
             self._position = 0
-        elif (
-            held >= HEADER_LEN
-            and self._straddler is None
-            and isinstance(buffer, bytes)
-            and isinstance(data, bytes)
-            and self._take_straddler(buffer, position, held, data)
-        ):
-            pass
         elif isinstance(buffer, bytes) and held <= len(data):
             # One copy, and linear overall: what is carried over is never longer than the read.
             self._buffer = buffer[position:] + data
@@ -84,30 +71,10 @@ class RecordBuffer:
                 self._position = 0
             buffer += data
 
-    def _take_straddler(self, buffer: bytes, position: int, held: int, data: bytes) -> bool:
-        """The record begun at ``position`` (its header whole) ends in ``data``: keep it as
-        ``_straddler`` and ``data`` as the buffer from its end. False if it does not end
-        there, or is not FastCGI 1 (the usual path then joins and next_record says so)."""
-        version, record_type, request_id, content_length, padding_length = _unpack_header(
-            buffer, position
-        )
-        needed = HEADER_LEN + content_length + padding_length - held
-        if version != FCGI_VERSION_1 or not 0 < needed <= len(data):
-            return False  # (needed <= 0: whole records are held, not yet taken)
-        content_start = position + HEADER_LEN
-        in_data = max(0, HEADER_LEN + content_length - held)
-        content = buffer[content_start : content_start + content_length] + data[:in_data]
-        self._straddler = (record_type, request_id, content)
-        self._buffer = data
-        self._position = needed
-        return True
-
     @property
     def buffered_bytes(self) -> int:
         """Bytes received but not yet returned as records (for flow control)."""
-        straddler = self._straddler
-        held = len(self._buffer) - self._position
-        return held if straddler is None else held + HEADER_LEN + len(straddler[2])
+        return len(self._buffer) - self._position
 
     @property
     def closed(self) -> bool:
@@ -116,10 +83,6 @@ class RecordBuffer:
 
     def next_record(self) -> tuple[int, int, bytes] | None:
         """Return (type, request_id, content) of the next whole record, or None if incomplete."""
-        straddler = self._straddler
-        if straddler is not None:
-            self._straddler = None
-            return straddler
         buffer = self._buffer
         start = self._position
         if len(buffer) - start >= HEADER_LEN:
