@@ -16,6 +16,7 @@ from typing import Final, Protocol
 
 from ..adapters.channel import Params
 from ..protocol import RecordType, Role
+from .buffers import take_front
 from .core import ConnectionCore, CoreRequest
 
 _STDIN: Final = RecordType.STDIN
@@ -160,15 +161,7 @@ class AsyncChannel:
             self._waiter = self._transport.new_future()
             await self._waiter
         if chunks:
-            chunk = chunks.popleft()
-            if chunks and len(chunk) + len(chunks[0]) <= MESSAGE_BYTES:
-                parts = [chunk]
-                size = len(chunk)
-                while chunks and size + len(chunks[0]) <= MESSAGE_BYTES:
-                    chunk = chunks.popleft()
-                    parts.append(chunk)
-                    size += len(chunk)
-                chunk = b"".join(parts)
+            chunk = take_front(chunks, MESSAGE_BYTES)
             self._transport.input_consumed(len(chunk))
             return chunk, bool(chunks) or stream not in request.ended
         return b"", False

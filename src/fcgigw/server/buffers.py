@@ -12,6 +12,22 @@ from collections import deque
 from typing import IO
 
 
+def take_front(chunks: deque[bytes], size: int) -> bytes:
+    """Up to ``size`` bytes off the front of ``chunks``: as many chunks as fit, the last one
+    split if need be, joined once (a web server's body comes in records of 8 KiB or less,
+    and an app reads 64 KiB at a time)."""
+    parts: list[bytes] = []
+    taken = 0
+    while chunks and taken < size:
+        chunk = chunks.popleft()
+        if taken + len(chunk) > size:
+            chunks.appendleft(chunk[size - taken :])
+            chunk = chunk[: size - taken]
+        parts.append(chunk)
+        taken += len(chunk)
+    return parts[0] if len(parts) == 1 else b"".join(parts)  # b"" when none is held
+
+
 class SpillBuffer:
     """FIFO of bytes: memory up to ``memory_limit_bytes``, a temporary file beyond."""
 
@@ -47,29 +63,11 @@ class SpillBuffer:
         self._file_write += len(data)
 
     def read(self, size: int) -> bytes:
-        """Up to ``size`` bytes from the front (memory first, it is older): as many of the
-        chunks held as fit, joined once (a web server's body comes in records of 8 KiB or
-        less, and an app reads 64 KiB at a time)."""
-        chunks = self._chunks
-        if chunks:
-            chunk = chunks.popleft()
-            if len(chunk) >= size or not chunks:
-                if len(chunk) > size:
-                    chunks.appendleft(chunk[size:])
-                    chunk = chunk[:size]
-                self._memory_bytes -= len(chunk)
-                return chunk
-            parts = [chunk]
-            taken = len(chunk)
-            while chunks and taken < size:
-                chunk = chunks.popleft()
-                if taken + len(chunk) > size:
-                    chunks.appendleft(chunk[size - taken :])
-                    chunk = chunk[: size - taken]
-                parts.append(chunk)
-                taken += len(chunk)
-            self._memory_bytes -= taken
-            return b"".join(parts)
+        """Up to ``size`` bytes from the front (memory first, it is older; take_front)."""
+        if self._chunks:
+            data = take_front(self._chunks, size)
+            self._memory_bytes -= len(data)
+            return data
         if not self.spilled or self._file is None:
             return b""
         self._file.seek(self._file_read)
