@@ -29,6 +29,9 @@ PACKAGE_ROOT = Path(fcgigw.__file__).resolve().parent.parent
 LOG_TIMEOUT_SECONDS = 10
 EXIT_TIMEOUT_SECONDS = 20
 START_TIMEOUT_SECONDS = 15.0
+#: The ``user`` line of a pool in a test's file of pools: as root the pools run as nobody
+#: (the root rule), otherwise as whoever runs the tests.
+POOL_USER_LINE = 'user = "nobody"\n' if os.geteuid() == 0 else ""
 
 
 #: Ports handed out by free_port(): below the kernel's ephemeral range (32768 and up on

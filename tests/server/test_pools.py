@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from servers import (
+    POOL_USER_LINE,
     REPO,
     RunningProcess,
     child_environment,
@@ -33,8 +34,6 @@ from servers import (
 from fcgigw.client import FastCGIClient, FastCGIError, build_params
 
 TIMEOUT = 20
-#: As root the pools run as nobody (the root rule); otherwise as whoever runs the tests.
-USER = 'user = "nobody"\n' if os.geteuid() == 0 else ""
 
 
 @dataclass
@@ -77,7 +76,7 @@ class Master:
 
 def pools_text(sites: dict[str, str], addresses: dict[str, str], extra: str = "") -> str:
     """A file of pools: each site's pool runs poolapps:app with SITE=<its value>."""
-    text = f"threads = 2\ngraceful-timeout-seconds = 10\n{USER}access-log = false\n"
+    text = f"threads = 2\ngraceful-timeout-seconds = 10\n{POOL_USER_LINE}access-log = false\n"
     for name, site in sites.items():
         workers = 2 if name == "b" else 0  # one pool of each kind
         text += (
@@ -184,7 +183,7 @@ def test_two_pools_serve_with_their_own_env_and_user() -> None:
         pool_b = master.pool_pid("b")
         workers_b = descendants(pool_b)
     assert (alpha["site"], beta["site"]) == ("alpha", "beta")
-    if USER:
+    if POOL_USER_LINE:
         assert alpha["uid"] == beta["uid"] == str(65534)
     assert int(beta["pid"]) in workers_b  # pool b's workers answer, under its supervisor
     assert len(workers_b) == 2
@@ -360,7 +359,7 @@ def localised(text: str, replacements: dict[str, str]) -> str:
     lines = []
     for line in text.splitlines():
         if line.startswith("user = "):
-            line = USER.strip()
+            line = POOL_USER_LINE.strip()
         for key, replacement in replacements.items():
             if line.startswith(key):
                 line = replacement

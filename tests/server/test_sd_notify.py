@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 from servers import (
+    POOL_USER_LINE,
     REPO,
     child_environment,
     fcgigw_command,
@@ -35,8 +36,6 @@ from fcgigw.client import FastCGIClient, build_params
 from fcgigw.server.sd_notify import Notifier
 
 TIMEOUT = 20
-#: As root the pools run as nobody (the root rule); otherwise as whoever runs the tests.
-USER = 'user = "nobody"\n' if os.geteuid() == 0 else ""
 
 
 @dataclass
@@ -199,7 +198,7 @@ def pools_file(apps: dict[str, str]) -> tuple[Path, str, dict[str, str]]:
     its path, its text and the pools' addresses."""
     workdir = Path(short_tempdir())
     addresses = {name: f"127.0.0.1:{free_port()}" for name in apps}
-    text = f"{USER}threads = 2\n"
+    text = f"{POOL_USER_LINE}threads = 2\n"
     for name, app in apps.items():
         workers = 2 if name == "b" else 0
         text += f'\n[pool.{name}]\napp = "{app}"\nbind = "{addresses[name]}"\nworkers = {workers}\n'
